@@ -1,0 +1,156 @@
+//! The server's side of the enclave protocol: a small pool of connections, a deadline on
+//! every call, and reconnection, so a dead or hung enclave costs a caller at most the
+//! deadline and work resumes as soon as a new enclave process listens again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use keystead_enclave_proto::{
+    FrameError, LEN_PREFIX, Reply, Request, RequestFrame, decode_response, encode_request,
+    frame_len,
+};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    /// The most a whole call may take, connecting included.
+    pub request_timeout: Duration,
+    /// Idle connections kept for reuse.
+    pub max_idle: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+            max_idle: 16,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer in time, or no enclave listening: the caller's `enclave_unavailable`.
+    #[error("enclave unavailable: {0}")]
+    Unavailable(String),
+    /// The enclave answered something this build cannot read.
+    #[error("enclave protocol error: {0}")]
+    Protocol(String),
+}
+
+impl From<FrameError> for ClientError {
+    fn from(e: FrameError) -> Self {
+        ClientError::Protocol(e.to_string())
+    }
+}
+
+pub struct EnclaveClient {
+    socket: PathBuf,
+    config: ClientConfig,
+    idle: Mutex<Vec<UnixStream>>,
+    next_id: AtomicU64,
+}
+
+enum Attempt {
+    /// Writing to a reused connection failed: the enclave never saw the request.
+    Stale,
+    Done(Result<Reply, ClientError>),
+}
+
+impl EnclaveClient {
+    pub fn new(socket: impl AsRef<Path>, config: ClientConfig) -> Self {
+        Self {
+            socket: socket.as_ref().to_path_buf(),
+            config,
+            idle: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends one request and waits for its reply, within `request_timeout`.
+    pub async fn call(&self, request: Request) -> Result<Reply, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(&RequestFrame { id, request })?;
+        tokio::time::timeout(self.config.request_timeout, self.exchange(id, &frame))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Unavailable(format!(
+                    "no reply within {:?}",
+                    self.config.request_timeout
+                )))
+            })
+    }
+
+    async fn exchange(&self, id: u64, frame: &[u8]) -> Result<Reply, ClientError> {
+        loop {
+            let reused = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let (stream, fresh) = match reused {
+                Some(stream) => (stream, false),
+                None => (self.connect().await?, true),
+            };
+            match self.attempt(stream, id, frame, fresh).await {
+                Attempt::Stale => continue,
+                Attempt::Done(result) => return result,
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<UnixStream, ClientError> {
+        match tokio::time::timeout(self.config.connect_timeout, UnixStream::connect(&self.socket)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(ClientError::Unavailable(format!("cannot connect: {e}"))),
+            Err(_) => Err(ClientError::Unavailable("connect timed out".into())),
+        }
+    }
+
+    async fn attempt(&self, mut stream: UnixStream, id: u64, frame: &[u8], fresh: bool) -> Attempt {
+        if let Err(e) = stream.write_all(frame).await {
+            // A peer that has closed makes a Unix-socket write fail at once, so on a reused
+            // connection this means the enclave restarted and never saw the request.
+            if fresh {
+                return Attempt::Done(Err(ClientError::Unavailable(format!("write failed: {e}"))));
+            }
+            return Attempt::Stale;
+        }
+        let result = read_reply(&mut stream, id).await;
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < self.config.max_idle {
+                idle.push(stream);
+            }
+        }
+        Attempt::Done(result)
+    }
+}
+
+async fn read_reply(stream: &mut UnixStream, id: u64) -> Result<Reply, ClientError> {
+    let mut prefix = [0u8; LEN_PREFIX];
+    stream
+        .read_exact(&mut prefix)
+        .await
+        .map_err(|e| ClientError::Unavailable(format!("connection lost: {e}")))?;
+    let len = frame_len(prefix)?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| ClientError::Unavailable(format!("connection lost: {e}")))?;
+    let response = decode_response(&body)?;
+    if response.id != id {
+        return Err(ClientError::Protocol(format!(
+            "reply for request {} on request {id}'s connection",
+            response.id
+        )));
+    }
+    Ok(response.reply)
+}

@@ -1,0 +1,287 @@
+//! Key generation and derivation: entropy, BIP-39 mnemonic and seed, BIP-32 accounts.
+
+use std::fmt;
+
+use alloy_signer_local::PrivateKeySigner;
+use bip32::{ChildNumber, DerivationPath, Prefix, XPrv};
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use keystead_enclave_proto::{ChainFamily, DerivedAccount};
+
+/// Bytes of BIP-39 entropy: 256 bits, a 24-word mnemonic.
+pub const ENTROPY_LEN: usize = 32;
+const SECRET_FORMAT: u8 = 1;
+const SECRET_LEN: usize = 1 + ENTROPY_LEN + 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("wallet secret is malformed")]
+    MalformedSecret,
+    #[error("key derivation failed")]
+    Derivation,
+}
+
+/// Mixes KMS randomness with the enclave's own so that neither source alone decides the
+/// wallet: a weak or hostile KMS cannot predict keys, nor can a broken local RNG.
+pub fn mix_entropy(kms_random: &[u8], local_random: &[u8]) -> Zeroizing<[u8; ENTROPY_LEN]> {
+    let mut ikm = Zeroizing::new(Vec::with_capacity(kms_random.len() + local_random.len()));
+    ikm.extend_from_slice(kms_random);
+    ikm.extend_from_slice(local_random);
+    let hk = Hkdf::<Sha256>::new(Some(b"keystead keygen v1"), &ikm);
+    let mut out = Zeroizing::new([0u8; ENTROPY_LEN]);
+    hk.expand(b"bip39 entropy", out.as_mut()).expect("32 bytes is a valid HKDF length");
+    out
+}
+
+/// What a wallet is: its BIP-39 entropy (for export) and the seed derived from it (so that
+/// signing skips the 2048 PBKDF2 rounds). Only ever plaintext inside the enclave.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct WalletSecret {
+    entropy: [u8; ENTROPY_LEN],
+    seed: [u8; 64],
+}
+
+impl fmt::Debug for WalletSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WalletSecret(..)")
+    }
+}
+
+impl WalletSecret {
+    pub fn from_entropy(entropy: &[u8; ENTROPY_LEN]) -> Self {
+        let mnemonic = bip39::Mnemonic::from_entropy(entropy).expect("32 bytes is valid entropy");
+        let seed = Zeroizing::new(mnemonic.to_seed(""));
+        Self { entropy: *entropy, seed: *seed }
+    }
+
+    /// The 24 words, space-separated.
+    pub fn mnemonic(&self) -> Zeroizing<String> {
+        let mnemonic = bip39::Mnemonic::from_entropy(&self.entropy).expect("valid entropy");
+        let mut words = Zeroizing::new(String::with_capacity(24 * 9));
+        for (i, word) in mnemonic.words().enumerate() {
+            if i > 0 {
+                words.push(' ');
+            }
+            words.push_str(word);
+        }
+        words
+    }
+
+    pub fn seed(&self) -> &[u8; 64] {
+        &self.seed
+    }
+
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(SECRET_LEN));
+        out.push(SECRET_FORMAT);
+        out.extend_from_slice(&self.entropy);
+        out.extend_from_slice(&self.seed);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() != SECRET_LEN || bytes[0] != SECRET_FORMAT {
+            return Err(KeyError::MalformedSecret);
+        }
+        let mut secret = Self { entropy: [0; ENTROPY_LEN], seed: [0; 64] };
+        secret.entropy.copy_from_slice(&bytes[1..1 + ENTROPY_LEN]);
+        secret.seed.copy_from_slice(&bytes[1 + ENTROPY_LEN..]);
+        Ok(secret)
+    }
+}
+
+/// How one chain family lays out its accounts. EVM is first; Solana (SLIP-10 ed25519,
+/// `m/44'/501'/i'/0'`) and Bitcoin (BIP-84, `m/84'/0'/0'/0/i`) implement the same shape.
+pub trait AccountScheme {
+    const FAMILY: ChainFamily;
+    type Signer;
+    fn path(index: u32) -> String;
+    fn signer(secret: &WalletSecret, index: u32) -> Result<Self::Signer, KeyError>;
+    fn account(secret: &WalletSecret, index: u32) -> Result<DerivedAccount, KeyError>;
+}
+
+/// EVM accounts at `m/44'/60'/0'/0/i`, EIP-55 addresses.
+pub struct Evm;
+
+const EVM_PARENT: &str = "m/44'/60'/0'/0";
+
+impl Evm {
+    fn parent(secret: &WalletSecret) -> Result<XPrv, KeyError> {
+        let path: DerivationPath = EVM_PARENT.parse().map_err(|_| KeyError::Derivation)?;
+        XPrv::derive_from_path(secret.seed(), &path).map_err(|_| KeyError::Derivation)
+    }
+
+    fn child(parent: &XPrv, index: u32) -> Result<XPrv, KeyError> {
+        let number = ChildNumber::new(index, false).map_err(|_| KeyError::Derivation)?;
+        parent.derive_child(number).map_err(|_| KeyError::Derivation)
+    }
+
+    fn to_signer(key: &XPrv) -> Result<PrivateKeySigner, KeyError> {
+        // bip32 uses k256 0.14 and alloy 0.13: the key crosses as 32 bytes.
+        let bytes = Zeroizing::new(<[u8; 32]>::from(key.private_key().to_bytes()));
+        PrivateKeySigner::from_slice(bytes.as_ref()).map_err(|_| KeyError::Derivation)
+    }
+}
+
+impl AccountScheme for Evm {
+    const FAMILY: ChainFamily = ChainFamily::Evm;
+    type Signer = PrivateKeySigner;
+
+    fn path(index: u32) -> String {
+        format!("{EVM_PARENT}/{index}")
+    }
+
+    fn signer(secret: &WalletSecret, index: u32) -> Result<PrivateKeySigner, KeyError> {
+        Self::to_signer(&Self::child(&Self::parent(secret)?, index)?)
+    }
+
+    fn account(secret: &WalletSecret, index: u32) -> Result<DerivedAccount, KeyError> {
+        let parent = Self::parent(secret)?;
+        let child = Self::child(&parent, index)?;
+        let signer = Self::to_signer(&child)?;
+        Ok(DerivedAccount {
+            family: ChainFamily::Evm,
+            path: Self::path(index),
+            index,
+            address: signer.address().to_checksum(None),
+            public_key: child.public_key().to_bytes().to_vec(),
+            parent_xpub: parent.public_key().to_string(Prefix::XPUB),
+        })
+    }
+}
+
+/// Recovery codes: 25 symbols of Crockford base32 (125 bits), shown in groups of five.
+pub mod recovery_code {
+    use zeroize::Zeroizing;
+
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    pub const SYMBOLS: usize = 25;
+
+    /// Formats 25 random bytes (one symbol each, 5 bits used) as `XXXXX-XXXXX-...`.
+    pub fn from_random(random: &[u8; SYMBOLS]) -> Zeroizing<String> {
+        let mut code = Zeroizing::new(String::with_capacity(SYMBOLS + 4));
+        for (i, byte) in random.iter().enumerate() {
+            if i > 0 && i % 5 == 0 {
+                code.push('-');
+            }
+            code.push(ALPHABET[(byte & 31) as usize] as char);
+        }
+        code
+    }
+
+    /// Accepts what a person types: any case, dashes and spaces, and the Crockford
+    /// look-alikes (I, L → 1; O → 0). Returns `None` unless 25 symbols remain.
+    pub fn normalize(input: &str) -> Option<Zeroizing<String>> {
+        let mut out = Zeroizing::new(String::with_capacity(SYMBOLS));
+        for c in input.chars() {
+            let c = match c.to_ascii_uppercase() {
+                '-' | ' ' => continue,
+                'I' | 'L' => '1',
+                'O' => '0',
+                c if c.is_ascii() && ALPHABET.contains(&(c as u8)) => c,
+                _ => return None,
+            };
+            out.push(c);
+        }
+        (out.len() == SYMBOLS).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_MNEMONIC: &str =
+        "test test test test test test test test test test test junk";
+
+    fn secret_from_phrase(phrase: &str) -> WalletSecret {
+        // The test mnemonic has 12 words; build the secret the way decode would see it.
+        let m = bip39::Mnemonic::parse(phrase).unwrap();
+        let mut entropy = [0u8; 32];
+        let e = m.to_entropy();
+        entropy[..e.len()].copy_from_slice(&e);
+        WalletSecret { entropy, seed: m.to_seed("") }
+    }
+
+    #[test]
+    fn well_known_test_mnemonic_gives_anvils_accounts() {
+        let secret = secret_from_phrase(TEST_MNEMONIC);
+        let expected = [
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+        ];
+        for (i, address) in expected.iter().enumerate() {
+            let account = Evm::account(&secret, i as u32).unwrap();
+            assert_eq!(&account.address, address);
+            assert_eq!(account.path, format!("m/44'/60'/0'/0/{i}"));
+        }
+        let signer = Evm::signer(&secret, 0).unwrap();
+        assert_eq!(
+            hex::encode(signer.to_bytes()),
+            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        );
+    }
+
+    #[test]
+    fn bip39_vector_256_bit_entropy() {
+        // Trezor BIP-39 vectors, passphrase "TREZOR": the all-0x7f 256-bit entry.
+        let entropy = [0x7fu8; 32];
+        let m = bip39::Mnemonic::from_entropy(&entropy).unwrap();
+        assert_eq!(
+            m.to_string(),
+            "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth title"
+        );
+        assert_eq!(
+            hex::encode(m.to_seed("TREZOR")),
+            "bc09fca1804f7e69da93c2f2028eb238c227f2e9dda30cd63699232578480a4021b146ad717fbb7e451ce9eb835f43620bf5c514db0f8add49f5d121449d3e87"
+        );
+        let secret = WalletSecret::from_entropy(&entropy);
+        assert_eq!(secret.mnemonic().as_str(), m.to_string());
+        assert_eq!(secret.seed(), &m.to_seed(""));
+    }
+
+    #[test]
+    fn bip32_test_vector_1() {
+        let seed = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap();
+        let cases = [
+            ("m", "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi"),
+            ("m/0'/1/2'/2/1000000000", "xprvA41z7zogVVwxVSgdKUHDy1SKmdb533PjDz7J6N6mV6uS3ze1ai8FHa8kmHScGpWmj4WggLyQjgPie1rFSruoUihUZREPSL39UNdE3BBDu76"),
+        ];
+        for (path, expected) in cases {
+            let path: DerivationPath = path.parse().unwrap();
+            let key = XPrv::derive_from_path(&seed, &path).unwrap();
+            assert_eq!(key.to_string(Prefix::XPRV).as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn secret_encoding_round_trips_and_rejects_garbage() {
+        let secret = WalletSecret::from_entropy(&[3u8; 32]);
+        let bytes = secret.encode();
+        let back = WalletSecret::decode(&bytes).unwrap();
+        assert_eq!(back.seed(), secret.seed());
+        assert!(WalletSecret::decode(&bytes[1..]).is_err());
+        assert!(format!("{secret:?}").contains(".."));
+    }
+
+    #[test]
+    fn recovery_codes_normalize_what_people_type() {
+        let code = recovery_code::from_random(&[7u8; 25]);
+        assert_eq!(code.len(), 29);
+        let typed = code.to_lowercase().replace('-', " ");
+        assert_eq!(recovery_code::normalize(&typed).unwrap().as_str(), code.replace('-', ""));
+        assert!(recovery_code::normalize("ABC").is_none());
+        assert!(recovery_code::normalize(&format!("{}U", code.as_str())).is_none());
+    }
+
+    #[test]
+    fn entropy_mixing_depends_on_both_sources() {
+        let a = mix_entropy(&[1; 32], &[2; 32]);
+        assert_ne!(*a, *mix_entropy(&[1; 32], &[3; 32]));
+        assert_ne!(*a, *mix_entropy(&[4; 32], &[2; 32]));
+        assert_eq!(*a, *mix_entropy(&[1; 32], &[2; 32]));
+    }
+}

@@ -1,0 +1,1 @@
+//! Domain types shared across Keystead crates.
