@@ -57,10 +57,10 @@ pub struct EnclaveClient {
     next_id: AtomicU64,
 }
 
-enum Attempt {
+enum AttemptError {
     /// Writing to a reused connection failed: the enclave never saw the request.
     Stale,
-    Done(Result<Reply, ClientError>),
+    Failed(ClientError),
 }
 
 impl EnclaveClient {
@@ -99,37 +99,50 @@ impl EnclaveClient {
                 None => (self.connect().await?, true),
             };
             match self.attempt(stream, id, frame, fresh).await {
-                Attempt::Stale => continue,
-                Attempt::Done(result) => return result,
+                Err(AttemptError::Stale) => continue,
+                Err(AttemptError::Failed(e)) => return Err(e),
+                Ok(reply) => return Ok(reply),
             }
         }
     }
 
     async fn connect(&self) -> Result<UnixStream, ClientError> {
-        match tokio::time::timeout(self.config.connect_timeout, UnixStream::connect(&self.socket)).await {
+        match tokio::time::timeout(
+            self.config.connect_timeout,
+            UnixStream::connect(&self.socket),
+        )
+        .await
+        {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(ClientError::Unavailable(format!("cannot connect: {e}"))),
             Err(_) => Err(ClientError::Unavailable("connect timed out".into())),
         }
     }
 
-    async fn attempt(&self, mut stream: UnixStream, id: u64, frame: &[u8], fresh: bool) -> Attempt {
+    async fn attempt(
+        &self,
+        mut stream: UnixStream,
+        id: u64,
+        frame: &[u8],
+        fresh: bool,
+    ) -> Result<Reply, AttemptError> {
         if let Err(e) = stream.write_all(frame).await {
             // A peer that has closed makes a Unix-socket write fail at once, so on a reused
             // connection this means the enclave restarted and never saw the request.
             if fresh {
-                return Attempt::Done(Err(ClientError::Unavailable(format!("write failed: {e}"))));
+                let e = ClientError::Unavailable(format!("write failed: {e}"));
+                return Err(AttemptError::Failed(e));
             }
-            return Attempt::Stale;
+            return Err(AttemptError::Stale);
         }
-        let result = read_reply(&mut stream, id).await;
-        if result.is_ok() {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < self.config.max_idle {
-                idle.push(stream);
-            }
+        let reply = read_reply(&mut stream, id)
+            .await
+            .map_err(AttemptError::Failed)?;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.config.max_idle {
+            idle.push(stream);
         }
-        Attempt::Done(result)
+        Ok(reply)
     }
 }
 

@@ -70,7 +70,10 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     let (value, rest) =
         postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(FrameError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(value)
 }
@@ -97,7 +100,9 @@ pub fn decode_response(body: &[u8]) -> Result<ResponseFrame, FrameError> {
 
 /// Decodes a complete frame, length prefix included, as a fuzzer or a test holds it.
 pub fn decode_request_frame(bytes: &[u8]) -> Result<RequestFrame, FrameError> {
-    let (prefix, body) = bytes.split_first_chunk::<LEN_PREFIX>().ok_or(FrameError::Truncated)?;
+    let (prefix, body) = bytes
+        .split_first_chunk::<LEN_PREFIX>()
+        .ok_or(FrameError::Truncated)?;
     let len = frame_len(*prefix)?;
     if body.len() != len {
         return Err(FrameError::Truncated);

@@ -27,20 +27,30 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(response: Response) -> Self {
-        Self { result: Ok(response), wallet_update: None }
+        Self {
+            result: Ok(response),
+            wallet_update: None,
+        }
     }
 
     pub fn err(error: EnclaveError) -> Self {
-        Self { result: Err(error), wallet_update: None }
+        Self {
+            result: Err(error),
+            wallet_update: None,
+        }
     }
 }
 
+// Messages live for one call; boxing variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Liveness, and what the process could do to protect itself.
     Ping,
     /// The attestation document made at boot, or a fresh one carrying `nonce`.
-    Attestation { nonce: Option<Vec<u8>> },
+    Attestation {
+        nonce: Option<Vec<u8>>,
+    },
     CreateWallet(CreateWallet),
     Sign(SignRequest),
     Export(ExportRequest),
@@ -54,7 +64,9 @@ pub enum Response {
     Attestation(Attestation),
     WalletCreated(WalletCreated),
     Signed(Signed),
-    Exported { mnemonic: Sealed },
+    Exported {
+        mnemonic: Sealed,
+    },
     /// PIN changed or wallet recovered; the new record is in `Reply::wallet_update`.
     Resealed,
 }
@@ -183,6 +195,7 @@ pub struct SignRequest {
     pub payload: SignPayload,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SignPayload {
     /// EIP-191 `personal_sign` over these bytes.
@@ -260,6 +273,7 @@ pub enum EnclaveError {
     WrongRecoveryCode,
     #[error("PIN envelope rejected: {0}")]
     EnvelopeRejected(EnvelopeRejection),
+    /// Carries the rule's code: `wrong_length`, `not_digits`, `repeated`, `sequential`.
     #[error("new PIN refused: {0}")]
     WeakPin(String),
     #[error("transaction does not match the approved intent: {0}")]
@@ -268,8 +282,6 @@ pub enum EnclaveError {
     InvalidRequest(String),
     #[error("wallet record failed its integrity check")]
     TamperedRecord,
-    #[error("wallet record is older than one this enclave has issued")]
-    StaleRecord,
     #[error("KMS error: {0}")]
     Kms(String),
     #[error("enclave busy")]

@@ -1,14 +1,19 @@
 use super::*;
 
 fn ping(id: u64) -> RequestFrame {
-    RequestFrame { id, request: Request::Ping }
+    RequestFrame {
+        id,
+        request: Request::Ping,
+    }
 }
 
 #[test]
 fn request_round_trips_through_a_frame() {
     let frame = RequestFrame {
         id: 7,
-        request: Request::Attestation { nonce: Some(vec![1, 2, 3]) },
+        request: Request::Attestation {
+            nonce: Some(vec![1, 2, 3]),
+        },
     };
     let bytes = encode_request(&frame).unwrap();
     assert_eq!(decode_request_frame(&bytes).unwrap(), frame);
@@ -29,26 +34,41 @@ fn response_carries_errors_and_wallet_updates() {
 #[test]
 fn oversized_length_prefix_is_refused_before_reading() {
     let prefix = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes();
-    assert_eq!(frame_len(prefix), Err(FrameError::TooLarge(MAX_FRAME_LEN + 1)));
+    assert_eq!(
+        frame_len(prefix),
+        Err(FrameError::TooLarge(MAX_FRAME_LEN + 1))
+    );
 }
 
 #[test]
 fn unknown_version_is_named() {
     let mut bytes = encode_request(&ping(1)).unwrap();
     bytes[4..6].copy_from_slice(&2u16.to_be_bytes());
-    assert_eq!(decode_request_frame(&bytes), Err(FrameError::UnknownVersion(2)));
+    assert_eq!(
+        decode_request_frame(&bytes),
+        Err(FrameError::UnknownVersion(2))
+    );
 }
 
 #[test]
 fn truncated_and_trailing_bytes_are_refused() {
     let bytes = encode_request(&ping(1)).unwrap();
-    assert_eq!(decode_request_frame(&bytes[..bytes.len() - 1]), Err(FrameError::Truncated));
-    assert_eq!(decode_request_frame(&bytes[..3]), Err(FrameError::Truncated));
+    assert_eq!(
+        decode_request_frame(&bytes[..bytes.len() - 1]),
+        Err(FrameError::Truncated)
+    );
+    assert_eq!(
+        decode_request_frame(&bytes[..3]),
+        Err(FrameError::Truncated)
+    );
     let mut long = bytes.clone();
     long.push(0);
     let n = (long.len() - 4) as u32;
     long[..4].copy_from_slice(&n.to_be_bytes());
-    assert!(matches!(decode_request_frame(&long), Err(FrameError::Malformed(_))));
+    assert!(matches!(
+        decode_request_frame(&long),
+        Err(FrameError::Malformed(_))
+    ));
 }
 
 #[test]

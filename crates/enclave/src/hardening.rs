@@ -17,12 +17,19 @@ pub fn harden_process() -> Hardening {
     // SAFETY: prctl(PR_SET_DUMPABLE) and setrlimit take plain integers/structs and touch no
     // memory of ours beyond the rlimit we pass by reference.
     let non_dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
-    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: see above.
     let core_dumps_disabled = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } == 0;
     // SAFETY: mlockall only changes how the kernel pages this process.
     let memory_locked = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0;
-    Hardening { non_dumpable, core_dumps_disabled, memory_locked }
+    Hardening {
+        non_dumpable,
+        core_dumps_disabled,
+        memory_locked,
+    }
 }
 
 impl Hardening {

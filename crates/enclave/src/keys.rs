@@ -31,7 +31,8 @@ pub fn mix_entropy(kms_random: &[u8], local_random: &[u8]) -> Zeroizing<[u8; ENT
     ikm.extend_from_slice(local_random);
     let hk = Hkdf::<Sha256>::new(Some(b"keystead keygen v1"), &ikm);
     let mut out = Zeroizing::new([0u8; ENTROPY_LEN]);
-    hk.expand(b"bip39 entropy", out.as_mut()).expect("32 bytes is a valid HKDF length");
+    hk.expand(b"bip39 entropy", out.as_mut())
+        .expect("32 bytes is a valid HKDF length");
     out
 }
 
@@ -53,7 +54,10 @@ impl WalletSecret {
     pub fn from_entropy(entropy: &[u8; ENTROPY_LEN]) -> Self {
         let mnemonic = bip39::Mnemonic::from_entropy(entropy).expect("32 bytes is valid entropy");
         let seed = Zeroizing::new(mnemonic.to_seed(""));
-        Self { entropy: *entropy, seed: *seed }
+        Self {
+            entropy: *entropy,
+            seed: *seed,
+        }
     }
 
     /// The 24 words, space-separated.
@@ -85,7 +89,10 @@ impl WalletSecret {
         if bytes.len() != SECRET_LEN || bytes[0] != SECRET_FORMAT {
             return Err(KeyError::MalformedSecret);
         }
-        let mut secret = Self { entropy: [0; ENTROPY_LEN], seed: [0; 64] };
+        let mut secret = Self {
+            entropy: [0; ENTROPY_LEN],
+            seed: [0; 64],
+        };
         secret.entropy.copy_from_slice(&bytes[1..1 + ENTROPY_LEN]);
         secret.seed.copy_from_slice(&bytes[1 + ENTROPY_LEN..]);
         Ok(secret)
@@ -115,7 +122,9 @@ impl Evm {
 
     fn child(parent: &XPrv, index: u32) -> Result<XPrv, KeyError> {
         let number = ChildNumber::new(index, false).map_err(|_| KeyError::Derivation)?;
-        parent.derive_child(number).map_err(|_| KeyError::Derivation)
+        parent
+            .derive_child(number)
+            .map_err(|_| KeyError::Derivation)
     }
 
     fn to_signer(key: &XPrv) -> Result<PrivateKeySigner, KeyError> {
@@ -193,8 +202,7 @@ pub mod recovery_code {
 mod tests {
     use super::*;
 
-    const TEST_MNEMONIC: &str =
-        "test test test test test test test test test test test junk";
+    const TEST_MNEMONIC: &str = "test test test test test test test test test test test junk";
 
     fn secret_from_phrase(phrase: &str) -> WalletSecret {
         // The test mnemonic has 12 words; build the secret the way decode would see it.
@@ -202,7 +210,10 @@ mod tests {
         let mut entropy = [0u8; 32];
         let e = m.to_entropy();
         entropy[..e.len()].copy_from_slice(&e);
-        WalletSecret { entropy, seed: m.to_seed("") }
+        WalletSecret {
+            entropy,
+            seed: m.to_seed(""),
+        }
     }
 
     #[test]
@@ -247,8 +258,14 @@ mod tests {
     fn bip32_test_vector_1() {
         let seed = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap();
         let cases = [
-            ("m", "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi"),
-            ("m/0'/1/2'/2/1000000000", "xprvA41z7zogVVwxVSgdKUHDy1SKmdb533PjDz7J6N6mV6uS3ze1ai8FHa8kmHScGpWmj4WggLyQjgPie1rFSruoUihUZREPSL39UNdE3BBDu76"),
+            (
+                "m",
+                "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi",
+            ),
+            (
+                "m/0'/1/2'/2/1000000000",
+                "xprvA41z7zogVVwxVSgdKUHDy1SKmdb533PjDz7J6N6mV6uS3ze1ai8FHa8kmHScGpWmj4WggLyQjgPie1rFSruoUihUZREPSL39UNdE3BBDu76",
+            ),
         ];
         for (path, expected) in cases {
             let path: DerivationPath = path.parse().unwrap();
@@ -272,7 +289,10 @@ mod tests {
         let code = recovery_code::from_random(&[7u8; 25]);
         assert_eq!(code.len(), 29);
         let typed = code.to_lowercase().replace('-', " ");
-        assert_eq!(recovery_code::normalize(&typed).unwrap().as_str(), code.replace('-', ""));
+        assert_eq!(
+            recovery_code::normalize(&typed).unwrap().as_str(),
+            code.replace('-', "")
+        );
         assert!(recovery_code::normalize("ABC").is_none());
         assert!(recovery_code::normalize(&format!("{}U", code.as_str())).is_none());
     }

@@ -12,17 +12,27 @@ const MAX_LOCKOUT_SECS: u64 = 24 * 60 * 60;
 /// Lock-out length for the n-th lock-out: 1 min, 4 min, 16 min, ... capped at a day.
 pub fn lockout_secs(lockouts: u32) -> u64 {
     let growth = 4u64.saturating_pow(lockouts.saturating_sub(1));
-    FIRST_LOCKOUT_SECS.saturating_mul(growth).min(MAX_LOCKOUT_SECS)
+    FIRST_LOCKOUT_SECS
+        .saturating_mul(growth)
+        .min(MAX_LOCKOUT_SECS)
 }
 
 /// A new wallet's state, before its MAC is set.
 pub fn fresh_state() -> PinState {
-    PinState { failures: 0, lockouts: 0, locked_until: 0, counter: 0, mac: Vec::new() }
+    PinState {
+        failures: 0,
+        lockouts: 0,
+        locked_until: 0,
+        counter: 0,
+        mac: Vec::new(),
+    }
 }
 
 /// The refusal a locked wallet gives, if it is locked at `now`.
 pub fn lock_refusal(state: &PinState, now: u64) -> Option<EnclaveError> {
-    (state.locked_until > now).then(|| EnclaveError::WalletLocked { retry_after: state.locked_until - now })
+    (state.locked_until > now).then(|| EnclaveError::WalletLocked {
+        retry_after: state.locked_until - now,
+    })
 }
 
 /// Counts a wrong PIN; returns the refusal to report. After `MAX_TRIES` the wallet locks;
@@ -34,9 +44,13 @@ pub fn register_failure(state: &mut PinState, now: u64) -> EnclaveError {
         state.lockouts += 1;
         state.failures = MAX_TRIES - 1;
         state.locked_until = now + lockout_secs(state.lockouts);
-        EnclaveError::WalletLocked { retry_after: state.locked_until - now }
+        EnclaveError::WalletLocked {
+            retry_after: state.locked_until - now,
+        }
     } else {
-        EnclaveError::WrongPin { remaining_tries: MAX_TRIES - state.failures }
+        EnclaveError::WrongPin {
+            remaining_tries: MAX_TRIES - state.failures,
+        }
     }
 }
 
@@ -72,7 +86,11 @@ pub struct PinMemory {
 
 impl PinMemory {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, states: HashMap::new(), order: VecDeque::new() }
+        Self {
+            capacity,
+            states: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// The state to trust: the presented one, unless this enclave issued a newer one.
@@ -108,13 +126,30 @@ mod tests {
     fn five_wrong_pins_lock_and_locks_grow() {
         let mut s = fresh_state();
         for remaining in (1..MAX_TRIES).rev() {
-            assert_eq!(register_failure(&mut s, 1000), EnclaveError::WrongPin { remaining_tries: remaining });
+            assert_eq!(
+                register_failure(&mut s, 1000),
+                EnclaveError::WrongPin {
+                    remaining_tries: remaining
+                }
+            );
         }
-        assert_eq!(register_failure(&mut s, 1000), EnclaveError::WalletLocked { retry_after: 60 });
-        assert_eq!(lock_refusal(&s, 1030), Some(EnclaveError::WalletLocked { retry_after: 30 }));
+        assert_eq!(
+            register_failure(&mut s, 1000),
+            EnclaveError::WalletLocked { retry_after: 60 }
+        );
+        assert_eq!(
+            lock_refusal(&s, 1030),
+            Some(EnclaveError::WalletLocked { retry_after: 30 })
+        );
         assert_eq!(lock_refusal(&s, 1060), None);
-        assert_eq!(register_failure(&mut s, 1060), EnclaveError::WalletLocked { retry_after: 240 });
-        assert_eq!(register_failure(&mut s, 1300), EnclaveError::WalletLocked { retry_after: 960 });
+        assert_eq!(
+            register_failure(&mut s, 1060),
+            EnclaveError::WalletLocked { retry_after: 240 }
+        );
+        assert_eq!(
+            register_failure(&mut s, 1300),
+            EnclaveError::WalletLocked { retry_after: 960 }
+        );
         assert!(register_success(&mut s));
         assert_eq!((s.failures, s.lockouts, s.locked_until), (0, 0, 0));
         assert!(!register_success(&mut s));
@@ -123,7 +158,10 @@ mod tests {
 
     #[test]
     fn memory_prefers_the_newer_state_and_stays_bounded() {
-        let b = WalletBinding { app_id: "a".into(), wallet_id: "w".into() };
+        let b = WalletBinding {
+            app_id: "a".into(),
+            wallet_id: "w".into(),
+        };
         let mut memory = PinMemory::new(2);
         let old = fresh_state();
         let mut newer = old.clone();
@@ -134,7 +172,10 @@ mod tests {
         register_failure(&mut newest, 0);
         assert_eq!(memory.newest(&b, &newest), newest);
         for i in 0..3 {
-            let other = WalletBinding { app_id: "a".into(), wallet_id: format!("x{i}") };
+            let other = WalletBinding {
+                app_id: "a".into(),
+                wallet_id: format!("x{i}"),
+            };
             memory.remember(&other, &newer);
         }
         assert_eq!(memory.states.len(), 2);

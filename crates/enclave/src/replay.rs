@@ -17,7 +17,11 @@ pub struct ReplayGuard {
 
 impl ReplayGuard {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, seen: HashSet::new(), by_expiry: BTreeSet::new() }
+        Self {
+            capacity,
+            seen: HashSet::new(),
+            by_expiry: BTreeSet::new(),
+        }
     }
 
     /// Records `nonce` as used until `expires_at`; refuses one seen before.
@@ -41,7 +45,8 @@ impl ReplayGuard {
         Ok(())
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.seen.len()
     }
 }

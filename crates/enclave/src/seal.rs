@@ -5,7 +5,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use rand::{CryptoRng, RngCore};
+use rand::CryptoRng;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -66,7 +66,8 @@ fn sealing_key(
     let mut key = Zeroizing::new([0u8; 32]);
     let mut info = b"keystead seal v1 ".to_vec();
     info.extend_from_slice(opener.label());
-    hk.expand(&info, key.as_mut()).expect("32 bytes is a valid HKDF length");
+    hk.expand(&info, key.as_mut())
+        .expect("32 bytes is a valid HKDF length");
     key
 }
 
@@ -79,7 +80,7 @@ pub fn seal(
     opener: Opener,
     secret: &[u8],
     plaintext: &[u8],
-    rng: &mut (impl RngCore + CryptoRng),
+    rng: &mut impl CryptoRng,
 ) -> Vec<u8> {
     let key = sealing_key(data_key, salt, opener, secret);
     let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
@@ -87,7 +88,13 @@ pub fn seal(
     rng.fill_bytes(&mut nonce);
     let aad = associated_data(binding, opener.label());
     let ct = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
         .expect("AES-GCM encryption of a bounded message cannot fail");
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
@@ -120,7 +127,8 @@ pub fn open(
 fn pin_state_hmac(data_key: &[u8; 32], binding: &WalletBinding, state: &PinState) -> Hmac<Sha256> {
     let hk = Hkdf::<Sha256>::new(None, data_key);
     let mut key = Zeroizing::new([0u8; 32]);
-    hk.expand(b"keystead pin-state v1", key.as_mut()).expect("valid length");
+    hk.expand(b"keystead pin-state v1", key.as_mut())
+        .expect("valid length");
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("any key length");
     mac.update(&associated_data(binding, b"pin-state"));
     mac.update(&state.failures.to_be_bytes());
@@ -132,12 +140,17 @@ fn pin_state_hmac(data_key: &[u8; 32], binding: &WalletBinding, state: &PinState
 
 /// Sets `state.mac` for the state's current fields.
 pub fn authenticate_pin_state(data_key: &[u8; 32], binding: &WalletBinding, state: &mut PinState) {
-    state.mac = pin_state_hmac(data_key, binding, state).finalize().into_bytes().to_vec();
+    state.mac = pin_state_hmac(data_key, binding, state)
+        .finalize()
+        .into_bytes()
+        .to_vec();
 }
 
 /// Checks `state.mac` in constant time.
 pub fn verify_pin_state(data_key: &[u8; 32], binding: &WalletBinding, state: &PinState) -> bool {
-    pin_state_hmac(data_key, binding, state).verify_slice(&state.mac).is_ok()
+    pin_state_hmac(data_key, binding, state)
+        .verify_slice(&state.mac)
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -147,7 +160,10 @@ mod tests {
     use rand::rngs::StdRng;
 
     fn binding(app: &str, wallet: &str) -> WalletBinding {
-        WalletBinding { app_id: app.into(), wallet_id: wallet.into() }
+        WalletBinding {
+            app_id: app.into(),
+            wallet_id: wallet.into(),
+        }
     }
 
     #[test]
@@ -157,13 +173,48 @@ mod tests {
         let salt = [1u8; SALT_LEN];
         let b = binding("app_1", "wal_1");
         let sealed = seal(&dk, &salt, &b, Opener::Pin, b"480927", b"secret", &mut rng);
-        assert_eq!(open(&dk, &salt, &b, Opener::Pin, b"480927", &sealed).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            open(&dk, &salt, &b, Opener::Pin, b"480927", &sealed)
+                .unwrap()
+                .as_slice(),
+            b"secret"
+        );
         assert!(open(&dk, &salt, &b, Opener::Pin, b"480928", &sealed).is_none());
         assert!(open(&[8; 32], &salt, &b, Opener::Pin, b"480927", &sealed).is_none());
         assert!(open(&dk, &[2; SALT_LEN], &b, Opener::Pin, b"480927", &sealed).is_none());
-        assert!(open(&dk, &salt, &binding("app_2", "wal_1"), Opener::Pin, b"480927", &sealed).is_none());
-        assert!(open(&dk, &salt, &binding("app_1", "wal_2"), Opener::Pin, b"480927", &sealed).is_none());
-        assert!(open(&dk, &salt, &binding("app_1w", "al_1"), Opener::Pin, b"480927", &sealed).is_none());
+        assert!(
+            open(
+                &dk,
+                &salt,
+                &binding("app_2", "wal_1"),
+                Opener::Pin,
+                b"480927",
+                &sealed
+            )
+            .is_none()
+        );
+        assert!(
+            open(
+                &dk,
+                &salt,
+                &binding("app_1", "wal_2"),
+                Opener::Pin,
+                b"480927",
+                &sealed
+            )
+            .is_none()
+        );
+        assert!(
+            open(
+                &dk,
+                &salt,
+                &binding("app_1w", "al_1"),
+                Opener::Pin,
+                b"480927",
+                &sealed
+            )
+            .is_none()
+        );
         assert!(open(&dk, &salt, &b, Opener::RecoveryCode, b"480927", &sealed).is_none());
         assert!(open(&dk, &salt, &b, Opener::Pin, b"480927", &sealed[..20]).is_none());
     }
@@ -172,7 +223,13 @@ mod tests {
     fn pin_state_mac_covers_every_field() {
         let dk = [5u8; 32];
         let b = binding("a", "w");
-        let mut state = PinState { failures: 2, lockouts: 1, locked_until: 77, counter: 4, mac: vec![] };
+        let mut state = PinState {
+            failures: 2,
+            lockouts: 1,
+            locked_until: 77,
+            counter: 4,
+            mac: vec![],
+        };
         authenticate_pin_state(&dk, &b, &mut state);
         assert!(verify_pin_state(&dk, &b, &state));
         for change in 0..4 {

@@ -3,15 +3,15 @@
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use rand::rngs::StdRng;
 use rand::RngCore;
+use rand::rngs::StdRng;
 use zeroize::Zeroizing;
 
 use keystead_attestation::AttestationProvider;
 use keystead_enclave_proto::{
     Attestation, ChangePinRequest, CreateWallet, EnclaveError, EnvelopeRejection, ExportRequest,
-    Health, RecoverRequest, Reply, Request, Response, SealedWallet,
-    SignPayload, SignRequest, WalletBinding, WalletContext, WalletCreated,
+    Health, RecoverRequest, Reply, Request, Response, SealedWallet, SignPayload, SignRequest,
+    WalletBinding, WalletContext, WalletCreated,
 };
 use keystead_envelope::{HpkeKeyPair, Operation, PinPayload, Sealed};
 use keystead_kms::{EncryptionContext, Kms, KmsError};
@@ -47,7 +47,10 @@ pub struct ServiceConfig {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { replay_capacity: 500_000, pin_memory_capacity: 100_000 }
+        Self {
+            replay_capacity: 500_000,
+            pin_memory_capacity: 100_000,
+        }
     }
 }
 
@@ -78,12 +81,15 @@ pub struct EnclaveService {
 /// A refused operation, with the wallet record to store when the refusal changed it.
 struct Refusal {
     error: EnclaveError,
-    wallet_update: Option<SealedWallet>,
+    wallet_update: Option<Box<SealedWallet>>,
 }
 
 impl From<EnclaveError> for Refusal {
     fn from(error: EnclaveError) -> Self {
-        Self { error, wallet_update: None }
+        Self {
+            error,
+            wallet_update: None,
+        }
     }
 }
 
@@ -125,7 +131,10 @@ fn sign_error(e: SignError) -> EnclaveError {
 }
 
 fn context(binding: &WalletBinding) -> EncryptionContext {
-    EncryptionContext { app_id: binding.app_id.clone(), wallet_id: binding.wallet_id.clone() }
+    EncryptionContext {
+        app_id: binding.app_id.clone(),
+        wallet_id: binding.wallet_id.clone(),
+    }
 }
 
 fn client_public_key(client_key: &str) -> Result<[u8; 32], EnclaveError> {
@@ -133,7 +142,9 @@ fn client_public_key(client_key: &str) -> Result<[u8; 32], EnclaveError> {
         .decode(client_key)
         .ok()
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .ok_or_else(|| EnclaveError::InvalidRequest("clientKey must be a base64 X25519 public key".into()))
+        .ok_or_else(|| {
+            EnclaveError::InvalidRequest("clientKey must be a base64 X25519 public key".into())
+        })
 }
 
 impl EnclaveService {
@@ -179,8 +190,14 @@ impl EnclaveService {
             Request::Recover(r) => self.recover(r).await,
         };
         match handled {
-            Ok((response, wallet_update)) => Reply { result: Ok(response), wallet_update },
-            Err(refusal) => Reply { result: Err(refusal.error), wallet_update: refusal.wallet_update },
+            Ok((response, wallet_update)) => Reply {
+                result: Ok(response),
+                wallet_update,
+            },
+            Err(refusal) => Reply {
+                result: Err(refusal.error),
+                wallet_update: refusal.wallet_update.map(|w| *w),
+            },
         }
     }
 
@@ -194,13 +211,26 @@ impl EnclaveService {
             return Ok((Response::Attestation(self.boot_attestation.clone()), None));
         };
         if nonce.len() > 512 {
-            return Err(EnclaveError::InvalidRequest("attestation nonce over 512 bytes".into()).into());
+            return Err(
+                EnclaveError::InvalidRequest("attestation nonce over 512 bytes".into()).into(),
+            );
         }
         let document = self
             .provider
-            .attest(&self.boot_attestation.public_key, None, Some(&nonce), self.clock.now_unix() * 1000)
+            .attest(
+                &self.boot_attestation.public_key,
+                None,
+                Some(&nonce),
+                self.clock.now_unix() * 1000,
+            )
             .map_err(|_| EnclaveError::Internal)?;
-        Ok((Response::Attestation(Attestation { document, ..self.boot_attestation.clone() }), None))
+        Ok((
+            Response::Attestation(Attestation {
+                document,
+                ..self.boot_attestation.clone()
+            }),
+            None,
+        ))
     }
 
     /// Opens a PIN envelope and checks it against the operation about to be performed,
@@ -212,15 +242,25 @@ impl EnclaveService {
         let mut replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
         match replay.use_once(&payload.nonce, payload.expires_at, now) {
             Ok(()) => Ok(payload),
-            Err(ReplayError::Replayed) => Err(EnclaveError::EnvelopeRejected(EnvelopeRejection::Replayed)),
+            Err(ReplayError::Replayed) => {
+                Err(EnclaveError::EnvelopeRejected(EnvelopeRejection::Replayed))
+            }
             Err(ReplayError::Full) => Err(EnclaveError::Busy),
         }
     }
 
-    fn open_new_pin(&self, sealed: &Sealed, binding: &WalletBinding) -> Result<PinPayload, EnclaveError> {
-        let op = Operation::NewPin { app_id: binding.app_id.clone(), wallet_id: binding.wallet_id.clone() };
+    fn open_new_pin(
+        &self,
+        sealed: &Sealed,
+        binding: &WalletBinding,
+    ) -> Result<PinPayload, EnclaveError> {
+        let op = Operation::NewPin {
+            app_id: binding.app_id.clone(),
+            wallet_id: binding.wallet_id.clone(),
+        };
         let payload = self.open_envelope(sealed, &op)?;
-        keystead_envelope::validate_new_pin(&payload.pin).map_err(|e| EnclaveError::WeakPin(e.to_string()))?;
+        keystead_envelope::validate_new_pin(&payload.pin)
+            .map_err(|e| EnclaveError::WeakPin(e.code().to_string()))?;
         Ok(payload)
     }
 
@@ -232,16 +272,25 @@ impl EnclaveService {
             client_key: r.client_key.clone(),
         };
         let payload = self.open_envelope(&r.pin, &op)?;
-        keystead_envelope::validate_new_pin(&payload.pin).map_err(|e| EnclaveError::WeakPin(e.to_string()))?;
+        keystead_envelope::validate_new_pin(&payload.pin)
+            .map_err(|e| EnclaveError::WeakPin(e.code().to_string()))?;
         let client_key = client_public_key(&r.client_key)?;
 
         let ctx = context(binding);
         let data_key = self.kms.generate_data_key(&ctx).await.map_err(kms_error)?;
         let dr_data_key = match &self.dr_kms {
-            Some(dr) => Some(dr.wrap_data_key(&data_key.plaintext, &ctx).await.map_err(kms_error)?),
+            Some(dr) => Some(
+                dr.wrap_data_key(&data_key.plaintext, &ctx)
+                    .await
+                    .map_err(kms_error)?,
+            ),
             None => None,
         };
-        let kms_random = self.kms.generate_random(keys::ENTROPY_LEN).await.map_err(kms_error)?;
+        let kms_random = self
+            .kms
+            .generate_random(keys::ENTROPY_LEN)
+            .await
+            .map_err(kms_error)?;
         let (local_random, code_random, salt) = self.with_rng(|rng| {
             let mut local = Zeroizing::new([0u8; keys::ENTROPY_LEN]);
             rng.fill_bytes(local.as_mut());
@@ -251,15 +300,32 @@ impl EnclaveService {
             rng.fill_bytes(&mut salt);
             (local, code, salt)
         });
-        let secret = WalletSecret::from_entropy(&keys::mix_entropy(&kms_random, local_random.as_ref()));
+        let secret =
+            WalletSecret::from_entropy(&keys::mix_entropy(&kms_random, local_random.as_ref()));
         let code = recovery_code::from_random(&code_random);
         let normalized = recovery_code::normalize(&code).ok_or(EnclaveError::Internal)?;
         let plaintext = secret.encode();
         let dk = &data_key.plaintext;
         let (by_pin, by_recovery) = self.with_rng(|rng| {
             (
-                seal::seal(dk, &salt, binding, Opener::Pin, payload.pin.as_bytes(), &plaintext, rng),
-                seal::seal(dk, &salt, binding, Opener::RecoveryCode, normalized.as_bytes(), &plaintext, rng),
+                seal::seal(
+                    dk,
+                    &salt,
+                    binding,
+                    Opener::Pin,
+                    payload.pin.as_bytes(),
+                    &plaintext,
+                    rng,
+                ),
+                seal::seal(
+                    dk,
+                    &salt,
+                    binding,
+                    Opener::RecoveryCode,
+                    normalized.as_bytes(),
+                    &plaintext,
+                    rng,
+                ),
             )
         });
         let mut pin_state = pin::fresh_state();
@@ -277,7 +343,14 @@ impl EnclaveService {
             by_recovery,
             pin_state,
         };
-        Ok((Response::WalletCreated(WalletCreated { wallet, accounts: vec![account], recovery_kit }), None))
+        Ok((
+            Response::WalletCreated(WalletCreated {
+                wallet,
+                accounts: vec![account],
+                recovery_kit,
+            }),
+            None,
+        ))
     }
 
     /// Unwraps the data key; when the primary KMS key is gone, from the disaster-recovery
@@ -293,9 +366,15 @@ impl EnclaveService {
             // The primary key is gone (or was replaced): the DR copy is independent of it.
             Err(KmsError::KeyNotFound { .. } | KmsError::DecryptFailed) => {
                 let (Some(dr), Some(dr_wrapped)) = (&self.dr_kms, &wallet.dr_data_key) else {
-                    return Err(EnclaveError::Kms("the wallet's KMS key is unavailable and it has no disaster-recovery copy".into()));
+                    return Err(EnclaveError::Kms(
+                        "the wallet's KMS key is unavailable and it has no disaster-recovery copy"
+                            .into(),
+                    ));
                 };
-                let dk = dr.decrypt_data_key(dr_wrapped, &ctx).await.map_err(kms_error)?;
+                let dk = dr
+                    .decrypt_data_key(dr_wrapped, &ctx)
+                    .await
+                    .map_err(kms_error)?;
                 let rewrapped = self.kms.wrap_data_key(&dk, &ctx).await.map_err(kms_error)?;
                 tracing::warn!(wallet = %binding.wallet_id, "restored a wallet's data key from the disaster-recovery copy");
                 Ok((dk, Some(rewrapped)))
@@ -314,7 +393,11 @@ impl EnclaveService {
         let binding = &ctx.binding;
         let mut wallet = ctx.wallet.clone();
         if wallet.format != SEAL_FORMAT {
-            return Err(EnclaveError::InvalidRequest(format!("unknown wallet format {}", wallet.format)).into());
+            return Err(EnclaveError::InvalidRequest(format!(
+                "unknown wallet format {}",
+                wallet.format
+            ))
+            .into());
         }
         let (data_key, rewrapped) = self.data_key(binding, &wallet).await?;
         let mut changed = false;
@@ -326,7 +409,11 @@ impl EnclaveService {
             return Err(EnclaveError::TamperedRecord.into());
         }
         let now = self.clock.now_unix();
-        let newest = self.pins.lock().unwrap_or_else(|e| e.into_inner()).newest(binding, &wallet.pin_state);
+        let newest = self
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .newest(binding, &wallet.pin_state);
         if newest != wallet.pin_state {
             wallet.pin_state = newest;
             changed = true;
@@ -334,7 +421,10 @@ impl EnclaveService {
         let sealed = match opener {
             Opener::Pin => {
                 if let Some(error) = pin::lock_refusal(&wallet.pin_state, now) {
-                    return Err(Refusal { error, wallet_update: changed.then_some(wallet) });
+                    return Err(Refusal {
+                        error,
+                        wallet_update: changed.then(|| Box::new(wallet)),
+                    });
                 }
                 &wallet.by_pin
             }
@@ -342,58 +432,100 @@ impl EnclaveService {
             // not apply to it; its 125 bits make guessing it hopeless without a counter.
             Opener::RecoveryCode => &wallet.by_recovery,
         };
-        match seal::open(&data_key, &wallet.salt, binding, opener, secret_input, sealed) {
+        match seal::open(
+            &data_key,
+            &wallet.salt,
+            binding,
+            opener,
+            secret_input,
+            sealed,
+        ) {
             Some(plaintext) => {
-                let secret = WalletSecret::decode(&plaintext).map_err(|_| EnclaveError::TamperedRecord)?;
+                let secret =
+                    WalletSecret::decode(&plaintext).map_err(|_| EnclaveError::TamperedRecord)?;
                 if pin::register_success(&mut wallet.pin_state) {
                     self.issue_pin_state(&data_key, binding, &mut wallet);
                     changed = true;
                 }
-                Ok(Unlocked { secret, data_key, wallet, changed })
+                Ok(Unlocked {
+                    secret,
+                    data_key,
+                    wallet,
+                    changed,
+                })
             }
             None if opener == Opener::RecoveryCode => Err(Refusal {
                 error: EnclaveError::WrongRecoveryCode,
-                wallet_update: changed.then_some(wallet),
+                wallet_update: changed.then(|| Box::new(wallet)),
             }),
             None => {
                 let error = pin::register_failure(&mut wallet.pin_state, now);
                 self.issue_pin_state(&data_key, binding, &mut wallet);
-                Err(Refusal { error, wallet_update: Some(wallet) })
+                Err(Refusal {
+                    error,
+                    wallet_update: Some(Box::new(wallet)),
+                })
             }
         }
     }
 
-    fn issue_pin_state(&self, data_key: &[u8; 32], binding: &WalletBinding, wallet: &mut SealedWallet) {
+    fn issue_pin_state(
+        &self,
+        data_key: &[u8; 32],
+        binding: &WalletBinding,
+        wallet: &mut SealedWallet,
+    ) {
         seal::authenticate_pin_state(data_key, binding, &mut wallet.pin_state);
-        self.pins.lock().unwrap_or_else(|e| e.into_inner()).remember(binding, &wallet.pin_state);
+        self.pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remember(binding, &wallet.pin_state);
     }
 
     async fn sign(&self, r: SignRequest) -> Handled {
         let binding = &r.wallet.binding;
         let (app_id, account_id) = (binding.app_id.clone(), r.account_id.clone());
         let op = match &r.payload {
-            SignPayload::Message(message) => Operation::SignMessage { app_id, account_id, message: message.clone() },
+            SignPayload::Message(message) => Operation::SignMessage {
+                app_id,
+                account_id,
+                message: message.clone(),
+            },
             SignPayload::TypedData(json) => {
                 let hash = sign::typed_data_hash(json).map_err(sign_error)?;
-                Operation::SignTypedData { app_id, account_id, hash: hash.0 }
+                Operation::SignTypedData {
+                    app_id,
+                    account_id,
+                    hash: hash.0,
+                }
             }
-            SignPayload::Transaction { intent, .. } => {
-                Operation::SignTransaction { app_id, account_id, intent: intent.clone() }
-            }
+            SignPayload::Transaction { intent, .. } => Operation::SignTransaction {
+                app_id,
+                account_id,
+                intent: intent.clone(),
+            },
         };
         let payload = self.open_envelope(&r.pin, &op)?;
-        let unlocked = self.unlock(&r.wallet, payload.pin.as_bytes(), Opener::Pin).await?;
+        let unlocked = self
+            .unlock(&r.wallet, payload.pin.as_bytes(), Opener::Pin)
+            .await?;
         let update = unlocked.changed.then(|| unlocked.wallet.clone());
-        let signer = Evm::signer(&unlocked.secret, r.account_index).map_err(|_| EnclaveError::Internal)?;
+        let signer =
+            Evm::signer(&unlocked.secret, r.account_index).map_err(|_| EnclaveError::Internal)?;
         let signed = match (&r.payload, &op) {
             (SignPayload::Message(message), _) => sign::sign_message(&signer, message),
             (SignPayload::TypedData(_), Operation::SignTypedData { hash, .. }) => {
                 sign::sign_typed_hash(&signer, &(*hash).into())
             }
-            (SignPayload::Transaction { intent, tx }, _) => sign::sign_transaction(&signer, intent, tx),
+            (SignPayload::Transaction { intent, tx }, _) => {
+                sign::sign_transaction(&signer, intent, tx)
+            }
             _ => return Err(EnclaveError::Internal.into()),
         }
-        .map_err(|e| Refusal { error: sign_error(e), wallet_update: update.clone() })?;
+        .map_err(|e| Refusal {
+            error: sign_error(e),
+            wallet_update: update.clone().map(Box::new),
+        })?;
         Ok((Response::Signed(signed), update))
     }
 
@@ -406,7 +538,9 @@ impl EnclaveService {
         };
         let payload = self.open_envelope(&r.pin, &op)?;
         let client_key = client_public_key(&r.client_key)?;
-        let unlocked = self.unlock(&r.wallet, payload.pin.as_bytes(), Opener::Pin).await?;
+        let unlocked = self
+            .unlock(&r.wallet, payload.pin.as_bytes(), Opener::Pin)
+            .await?;
         let update = unlocked.changed.then(|| unlocked.wallet.clone());
         let mnemonic = unlocked.secret.mnemonic();
         let sealed = self
@@ -416,11 +550,24 @@ impl EnclaveService {
     }
 
     /// Re-seals the secret under a new PIN; the lock and counters reset.
-    fn reseal_pin(&self, unlocked: Unlocked, binding: &WalletBinding, new_pin: &PinPayload) -> SealedWallet {
+    fn reseal_pin(
+        &self,
+        unlocked: Unlocked,
+        binding: &WalletBinding,
+        new_pin: &PinPayload,
+    ) -> SealedWallet {
         let mut wallet = unlocked.wallet;
         let plaintext = unlocked.secret.encode();
         wallet.by_pin = self.with_rng(|rng| {
-            seal::seal(&unlocked.data_key, &wallet.salt, binding, Opener::Pin, new_pin.pin.as_bytes(), &plaintext, rng)
+            seal::seal(
+                &unlocked.data_key,
+                &wallet.salt,
+                binding,
+                Opener::Pin,
+                new_pin.pin.as_bytes(),
+                &plaintext,
+                rng,
+            )
         });
         pin::reset(&mut wallet.pin_state);
         self.issue_pin_state(&unlocked.data_key, binding, &mut wallet);
@@ -429,22 +576,37 @@ impl EnclaveService {
 
     async fn change_pin(&self, r: ChangePinRequest) -> Handled {
         let binding = &r.wallet.binding;
-        let op = Operation::ChangePin { app_id: binding.app_id.clone(), wallet_id: binding.wallet_id.clone() };
+        let op = Operation::ChangePin {
+            app_id: binding.app_id.clone(),
+            wallet_id: binding.wallet_id.clone(),
+        };
         let new_pin = self.open_new_pin(&r.new_pin, binding)?;
         let payload = self.open_envelope(&r.pin, &op)?;
-        let unlocked = self.unlock(&r.wallet, payload.pin.as_bytes(), Opener::Pin).await?;
-        Ok((Response::Resealed, Some(self.reseal_pin(unlocked, binding, &new_pin))))
+        let unlocked = self
+            .unlock(&r.wallet, payload.pin.as_bytes(), Opener::Pin)
+            .await?;
+        Ok((
+            Response::Resealed,
+            Some(self.reseal_pin(unlocked, binding, &new_pin)),
+        ))
     }
 
     async fn recover(&self, r: RecoverRequest) -> Handled {
         let binding = &r.wallet.binding;
-        let op = Operation::Recover { app_id: binding.app_id.clone(), wallet_id: binding.wallet_id.clone() };
+        let op = Operation::Recover {
+            app_id: binding.app_id.clone(),
+            wallet_id: binding.wallet_id.clone(),
+        };
         let new_pin = self.open_new_pin(&r.new_pin, binding)?;
         let payload = self.open_envelope(&r.recovery, &op)?;
-        // A code that is not even well-formed still counts as a wrong try.
+        // A code that is not even well-formed is simply a wrong code.
         let code = recovery_code::normalize(&payload.pin).unwrap_or_default();
-        let unlocked = self.unlock(&r.wallet, code.as_bytes(), Opener::RecoveryCode).await?;
-        Ok((Response::Resealed, Some(self.reseal_pin(unlocked, binding, &new_pin))))
+        let unlocked = self
+            .unlock(&r.wallet, code.as_bytes(), Opener::RecoveryCode)
+            .await?;
+        Ok((
+            Response::Resealed,
+            Some(self.reseal_pin(unlocked, binding, &new_pin)),
+        ))
     }
-
 }

@@ -27,7 +27,9 @@ pub enum SignError {
 pub fn typed_data_hash(json: &str) -> Result<B256, SignError> {
     let typed: TypedData =
         serde_json::from_str(json).map_err(|e| SignError::TypedData(e.to_string()))?;
-    typed.eip712_signing_hash().map_err(|e| SignError::TypedData(e.to_string()))
+    typed
+        .eip712_signing_hash()
+        .map_err(|e| SignError::TypedData(e.to_string()))
 }
 
 fn signed(sig: alloy_primitives::Signature, signer: &PrivateKeySigner) -> Signed {
@@ -41,7 +43,9 @@ fn signed(sig: alloy_primitives::Signature, signer: &PrivateKeySigner) -> Signed
 
 /// EIP-191 `personal_sign`.
 pub fn sign_message(signer: &PrivateKeySigner, message: &[u8]) -> Result<Signed, SignError> {
-    let sig = signer.sign_message_sync(message).map_err(|_| SignError::Signer)?;
+    let sig = signer
+        .sign_message_sync(message)
+        .map_err(|_| SignError::Signer)?;
     Ok(signed(sig, signer))
 }
 
@@ -70,15 +74,22 @@ fn decimal<T: std::str::FromStr>(text: &str, field: &'static str) -> Result<T, S
     if !canonical {
         return Err(SignError::IntentNotCanonical(field));
     }
-    text.parse().map_err(|_| SignError::IntentNotCanonical(field))
+    text.parse()
+        .map_err(|_| SignError::IntentNotCanonical(field))
 }
 
 fn parse_intent(intent: &TxIntent) -> Result<ParsedIntent, SignError> {
-    let to: Address = intent.to.parse().map_err(|_| SignError::IntentNotCanonical("to"))?;
+    let to: Address = intent
+        .to
+        .parse()
+        .map_err(|_| SignError::IntentNotCanonical("to"))?;
     if to.to_checksum(None) != intent.to {
         return Err(SignError::IntentNotCanonical("to"));
     }
-    let data_hex = intent.data.strip_prefix("0x").ok_or(SignError::IntentNotCanonical("data"))?;
+    let data_hex = intent
+        .data
+        .strip_prefix("0x")
+        .ok_or(SignError::IntentNotCanonical("data"))?;
     if data_hex.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(SignError::IntentNotCanonical("data"));
     }
@@ -90,12 +101,19 @@ fn parse_intent(intent: &TxIntent) -> Result<ParsedIntent, SignError> {
         data,
         gas_limit: decimal(&intent.gas_limit, "gasLimit")?,
         max_fee_per_gas: decimal(&intent.max_fee_per_gas, "maxFeePerGas")?,
-        max_priority_fee_per_gas: decimal(&intent.max_priority_fee_per_gas, "maxPriorityFeePerGas")?,
+        max_priority_fee_per_gas: decimal(
+            &intent.max_priority_fee_per_gas,
+            "maxPriorityFeePerGas",
+        )?,
     })
 }
 
 fn require(ok: bool, field: &'static str) -> Result<(), SignError> {
-    if ok { Ok(()) } else { Err(SignError::Mismatch(field)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(SignError::Mismatch(field))
+    }
 }
 
 /// Checks the transaction against the intent (same chain, recipient, value and data;
@@ -107,7 +125,15 @@ pub fn sign_transaction(
 ) -> Result<Signed, SignError> {
     let want = parse_intent(intent)?;
     let envelope: TxEnvelope = match tx {
-        UnsignedTx::Legacy { chain_id, nonce, gas_price, gas_limit, to, value, data } => {
+        UnsignedTx::Legacy {
+            chain_id,
+            nonce,
+            gas_price,
+            gas_limit,
+            to,
+            value,
+            data,
+        } => {
             check_common(&want, *chain_id, to, value, data, *gas_limit)?;
             require(*gas_price <= want.max_fee_per_gas, "gasPrice")?;
             let tx = TxLegacy {
@@ -119,7 +145,9 @@ pub fn sign_transaction(
                 value: U256::from_be_bytes(*value),
                 input: Bytes::copy_from_slice(data),
             };
-            let sig = signer.sign_hash_sync(&tx.signature_hash()).map_err(|_| SignError::Signer)?;
+            let sig = signer
+                .sign_hash_sync(&tx.signature_hash())
+                .map_err(|_| SignError::Signer)?;
             tx.into_signed(sig).into()
         }
         UnsignedTx::Eip1559 {
@@ -150,7 +178,9 @@ pub fn sign_transaction(
                 access_list: Default::default(),
                 input: Bytes::copy_from_slice(data),
             };
-            let sig = signer.sign_hash_sync(&tx.signature_hash()).map_err(|_| SignError::Signer)?;
+            let sig = signer
+                .sign_hash_sync(&tx.signature_hash())
+                .map_err(|_| SignError::Signer)?;
             tx.into_signed(sig).into()
         }
     };
@@ -185,7 +215,9 @@ mod tests {
     use alloy_eips::eip2718::Decodable2718;
 
     fn signer() -> PrivateKeySigner {
-        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().unwrap()
+        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+            .parse()
+            .unwrap()
     }
 
     fn intent() -> TxIntent {
@@ -218,7 +250,10 @@ mod tests {
     fn message_signature_recovers_to_the_signer() {
         let out = sign_message(&signer(), b"hello keystead").unwrap();
         let sig = alloy_primitives::Signature::try_from(out.signature.as_slice()).unwrap();
-        assert_eq!(sig.recover_address_from_msg(b"hello keystead").unwrap(), signer().address());
+        assert_eq!(
+            sig.recover_address_from_msg(b"hello keystead").unwrap(),
+            signer().address()
+        );
         assert_eq!(out.signature[64], sig.v() as u8 + 27);
     }
 
@@ -234,12 +269,21 @@ mod tests {
 
     #[test]
     fn legacy_transaction_is_signed_with_eip155() {
-        let UnsignedTx::Eip1559 { to, value, .. } = eip1559() else { unreachable!() };
+        let UnsignedTx::Eip1559 { to, value, .. } = eip1559() else {
+            unreachable!()
+        };
         let tx = UnsignedTx::Legacy {
-            chain_id: 31337, nonce: 0, gas_price: 1_500_000_000, gas_limit: 21_000, to, value, data: vec![],
+            chain_id: 31337,
+            nonce: 0,
+            gas_price: 1_500_000_000,
+            gas_limit: 21_000,
+            to,
+            value,
+            data: vec![],
         };
         let out = sign_transaction(&signer(), &intent(), &tx).unwrap();
-        let decoded = TxEnvelope::decode_2718(&mut out.signed_transaction.unwrap().as_slice()).unwrap();
+        let decoded =
+            TxEnvelope::decode_2718(&mut out.signed_transaction.unwrap().as_slice()).unwrap();
         assert_eq!(decoded.recover_signer().unwrap(), signer().address());
         assert_eq!(decoded.chain_id(), Some(31337));
     }
@@ -247,19 +291,79 @@ mod tests {
     #[test]
     fn every_deviation_from_the_intent_is_refused() {
         let base = eip1559();
-        let cases: Vec<(&str, Box<dyn Fn(&mut UnsignedTx)>)> = vec![
-            ("chainId", Box::new(|t| if let UnsignedTx::Eip1559 { chain_id, .. } = t { *chain_id = 1 })),
-            ("to", Box::new(|t| if let UnsignedTx::Eip1559 { to, .. } = t { to[0] ^= 1 })),
-            ("value", Box::new(|t| if let UnsignedTx::Eip1559 { value, .. } = t { value[31] ^= 1 })),
-            ("data", Box::new(|t| if let UnsignedTx::Eip1559 { data, .. } = t { data.push(0) })),
-            ("gasLimit", Box::new(|t| if let UnsignedTx::Eip1559 { gas_limit, .. } = t { *gas_limit = 25_201 })),
-            ("maxFeePerGas", Box::new(|t| if let UnsignedTx::Eip1559 { max_fee_per_gas, .. } = t { *max_fee_per_gas += 1 })),
-            ("maxPriorityFeePerGas", Box::new(|t| if let UnsignedTx::Eip1559 { max_priority_fee_per_gas, .. } = t { *max_priority_fee_per_gas += 1 })),
+        type Change = Box<dyn Fn(&mut UnsignedTx)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "chainId",
+                Box::new(|t| {
+                    if let UnsignedTx::Eip1559 { chain_id, .. } = t {
+                        *chain_id = 1
+                    }
+                }),
+            ),
+            (
+                "to",
+                Box::new(|t| {
+                    if let UnsignedTx::Eip1559 { to, .. } = t {
+                        to[0] ^= 1
+                    }
+                }),
+            ),
+            (
+                "value",
+                Box::new(|t| {
+                    if let UnsignedTx::Eip1559 { value, .. } = t {
+                        value[31] ^= 1
+                    }
+                }),
+            ),
+            (
+                "data",
+                Box::new(|t| {
+                    if let UnsignedTx::Eip1559 { data, .. } = t {
+                        data.push(0)
+                    }
+                }),
+            ),
+            (
+                "gasLimit",
+                Box::new(|t| {
+                    if let UnsignedTx::Eip1559 { gas_limit, .. } = t {
+                        *gas_limit = 25_201
+                    }
+                }),
+            ),
+            (
+                "maxFeePerGas",
+                Box::new(|t| {
+                    if let UnsignedTx::Eip1559 {
+                        max_fee_per_gas, ..
+                    } = t
+                    {
+                        *max_fee_per_gas += 1
+                    }
+                }),
+            ),
+            (
+                "maxPriorityFeePerGas",
+                Box::new(|t| {
+                    if let UnsignedTx::Eip1559 {
+                        max_priority_fee_per_gas,
+                        ..
+                    } = t
+                    {
+                        *max_priority_fee_per_gas += 1
+                    }
+                }),
+            ),
         ];
         for (field, change) in cases {
             let mut tx = base.clone();
             change(&mut tx);
-            assert_eq!(sign_transaction(&signer(), &intent(), &tx).unwrap_err(), SignError::Mismatch(field));
+            assert_eq!(
+                sign_transaction(&signer(), &intent(), &tx).unwrap_err(),
+                SignError::Mismatch(field)
+            );
         }
     }
 
@@ -267,10 +371,16 @@ mod tests {
     fn non_canonical_intents_are_refused() {
         let mut lower = intent();
         lower.to = lower.to.to_lowercase();
-        assert_eq!(sign_transaction(&signer(), &lower, &eip1559()).unwrap_err(), SignError::IntentNotCanonical("to"));
+        assert_eq!(
+            sign_transaction(&signer(), &lower, &eip1559()).unwrap_err(),
+            SignError::IntentNotCanonical("to")
+        );
         let mut padded = intent();
         padded.value = "01000000000000000".into();
-        assert_eq!(sign_transaction(&signer(), &padded, &eip1559()).unwrap_err(), SignError::IntentNotCanonical("value"));
+        assert_eq!(
+            sign_transaction(&signer(), &padded, &eip1559()).unwrap_err(),
+            SignError::IntentNotCanonical("value")
+        );
     }
 
     #[test]
@@ -281,6 +391,9 @@ mod tests {
             hex::encode(typed_data_hash(json).unwrap()),
             "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2"
         );
-        assert!(matches!(typed_data_hash("{}"), Err(SignError::TypedData(_))));
+        assert!(matches!(
+            typed_data_hash("{}"),
+            Err(SignError::TypedData(_))
+        ));
     }
 }

@@ -21,7 +21,11 @@ use crate::service::EnclaveService;
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 256;
 
-async fn write_reply<S: AsyncWrite + Unpin>(stream: &mut S, id: u64, reply: Reply) -> std::io::Result<()> {
+async fn write_reply<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    id: u64,
+    reply: Reply,
+) -> std::io::Result<()> {
     let bytes = encode_response(&ResponseFrame { id, reply })
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
     stream.write_all(&bytes).await
@@ -57,7 +61,9 @@ where
         let mut body = vec![0u8; len];
         tokio::time::timeout(BODY_TIMEOUT, stream.read_exact(&mut body))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "frame body timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "frame body timed out")
+            })??;
         match decode_request(&body) {
             Ok(frame) => {
                 let reply = service.handle(frame.request).await;
@@ -83,7 +89,10 @@ pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Accepts connections until the process ends, each served on its own task.
-pub async fn serve_unix(service: Arc<EnclaveService>, listener: UnixListener) -> std::io::Result<()> {
+pub async fn serve_unix(
+    service: Arc<EnclaveService>,
+    listener: UnixListener,
+) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = listener.accept().await?;

@@ -244,13 +244,25 @@ async fn a_data_key_wrapped_by_a_second_keyring_survives_losing_the_first() {
     // The primary keyring is lost: a new one under the same id opens nothing old...
     std::fs::remove_file(dir.path().join("primary.json")).unwrap();
     let new_primary = open(&dir.path().join("primary.json"), "primary", 9);
-    assert!(new_primary.decrypt_data_key(&key.wrapped, &c).await.is_err());
+    assert!(
+        new_primary
+            .decrypt_data_key(&key.wrapped, &c)
+            .await
+            .is_err()
+    );
     // ...but the DR copy gives back the same key, which the new primary wraps again.
     let restored = dr.decrypt_data_key(&dr_copy, &c).await.unwrap();
     assert_eq!(*restored, *key.plaintext);
     let rewrapped = new_primary.wrap_data_key(&restored, &c).await.unwrap();
-    assert_eq!(*new_primary.decrypt_data_key(&rewrapped, &c).await.unwrap(), *key.plaintext);
-    assert!(dr.decrypt_data_key(&dr_copy, &ctx("app", "other")).await.is_err());
+    assert_eq!(
+        *new_primary.decrypt_data_key(&rewrapped, &c).await.unwrap(),
+        *key.plaintext
+    );
+    assert!(
+        dr.decrypt_data_key(&dr_copy, &ctx("app", "other"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

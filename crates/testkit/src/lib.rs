@@ -19,14 +19,24 @@ pub mod memory;
 /// workspace binary before running a workspace's tests).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is not built; run the tests through cargo for the whole workspace", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests through cargo for the whole workspace",
+        path.display()
+    );
     path
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A running `keystead-enclave` with its own keyrings, killed on drop.
@@ -62,10 +72,12 @@ impl EnclaveProcess {
             .arg(&self.socket)
             .arg("--kms-keyring")
             .arg(self.dir.join("kms-primary.json"))
-            .env("KEYSTEAD_LOG", "warn")
+            .env("KEYSTEAD_LOG", "error")
             .stdin(Stdio::null());
         if self.with_dr {
-            command.arg("--dr-kms-keyring").arg(self.dir.join("kms-dr.json"));
+            command
+                .arg("--dr-kms-keyring")
+                .arg(self.dir.join("kms-dr.json"));
         }
         let child = command.spawn().expect("spawn keystead-enclave");
         self.child = Some(child);
@@ -96,9 +108,38 @@ impl EnclaveProcess {
         self.spawn();
     }
 
-    pub fn signal(&self, signal: i32) {
+    fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Stops the process (SIGSTOP) and waits until every thread is stopped: a hung enclave.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.all_threads_stopped() {
+            assert!(Instant::now() < deadline, "enclave did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return false;
+        };
+        tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(false)
+        })
     }
 }
 
@@ -125,8 +166,16 @@ impl TestClient {
         let doc = verifier
             .verify(&attestation.document, now_unix() * 1000)
             .expect("dev attestation verifies");
-        assert_eq!(doc.public_key.as_deref(), Some(&attestation.public_key[..]), "attested key");
-        Self { enclave_key: attestation.public_key, app_id: app_id.to_string(), rng: StdRng::from_os_rng() }
+        assert_eq!(
+            doc.public_key.as_deref(),
+            Some(&attestation.public_key[..]),
+            "attested key"
+        );
+        Self {
+            enclave_key: attestation.public_key,
+            app_id: app_id.to_string(),
+            rng: StdRng::from_os_rng(),
+        }
     }
 
     pub fn envelope(&mut self, pin: &str, op: &Operation) -> Sealed {
@@ -134,7 +183,12 @@ impl TestClient {
     }
 
     pub fn envelope_expiring(&mut self, pin: &str, op: &Operation, expires_at: u64) -> Sealed {
-        let payload = PinPayload::for_operation(Zeroizing::new(pin.to_string()), op, expires_at, &mut self.rng);
+        let payload = PinPayload::for_operation(
+            Zeroizing::new(pin.to_string()),
+            op,
+            expires_at,
+            &mut self.rng,
+        );
         keystead_envelope::seal_pin(&self.enclave_key, &payload, &mut self.rng).expect("seal pin")
     }
 
@@ -148,7 +202,12 @@ impl TestClient {
 
 /// Asks for the boot attestation over a fresh client.
 pub async fn fetch_attestation(client: &keystead_enclave_client::EnclaveClient) -> Attestation {
-    match client.call(Request::Attestation { nonce: None }).await.expect("enclave answers").result {
+    match client
+        .call(Request::Attestation { nonce: None })
+        .await
+        .expect("enclave answers")
+        .result
+    {
         Ok(Response::Attestation(a)) => a,
         other => panic!("unexpected attestation reply: {other:?}"),
     }

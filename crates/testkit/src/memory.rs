@@ -11,7 +11,9 @@ pub fn read_process_memory(pid: u32) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     for line in maps.lines() {
         let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
         let path = fields.nth(3).unwrap_or("");
         // Skip unreadable regions and the kernel's special ones; file-backed code and
         // read-only data cannot hold anything the process computed.
@@ -21,8 +23,11 @@ pub fn read_process_memory(pid: u32) -> std::io::Result<Vec<u8>> {
         if !perms.contains('w') && !path.is_empty() && !path.starts_with('[') {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else {
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
             continue;
         };
         let mut region = vec![0u8; (end - start) as usize];

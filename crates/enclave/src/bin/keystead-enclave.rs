@@ -15,7 +15,10 @@ use keystead_enclave::{EnclaveService, ServiceConfig, ServiceParts, SystemClock}
 use keystead_kms::{Kms, LocalKms};
 
 #[derive(Parser)]
-#[command(name = "keystead-enclave", about = "Keystead's key-custody enclave process")]
+#[command(
+    name = "keystead-enclave",
+    about = "Keystead's key-custody enclave process"
+)]
 struct Args {
     /// Unix socket to serve the enclave protocol on.
     #[arg(long, env = "KEYSTEAD_ENCLAVE_SOCKET")]
@@ -43,8 +46,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYSTEAD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_json { subscriber.json().init() } else { subscriber.init() }
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        subscriber.json().init()
+    } else {
+        subscriber.init()
+    }
 
     if !(hardening.non_dumpable && hardening.core_dumps_disabled && hardening.memory_locked) {
         tracing::warn!(
@@ -53,10 +62,15 @@ fn main() -> anyhow::Result<()> {
             memory_locked = hardening.memory_locked,
             "process hardening incomplete"
         );
-        anyhow::ensure!(!args.require_hardening, "hardening incomplete and --require-hardening given");
+        anyhow::ensure!(
+            !args.require_hardening,
+            "hardening incomplete and --require-hardening given"
+        );
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(args, hardening))
 }
 

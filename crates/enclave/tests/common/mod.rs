@@ -50,7 +50,10 @@ impl Harness {
             enclave,
             client,
             user,
-            binding: WalletBinding { app_id: APP.into(), wallet_id: "wal_1".into() },
+            binding: WalletBinding {
+                app_id: APP.into(),
+                wallet_id: "wal_1".into(),
+            },
             user_id: "usr_1".into(),
             _dir: dir,
         }
@@ -79,19 +82,36 @@ impl Harness {
         let Ok(Response::WalletCreated(created)) = reply.result else {
             panic!("create failed: {:?}", reply.result)
         };
-        let code = keystead_envelope::open_recovery_code(&client_kp, &created.recovery_kit).unwrap();
-        Created { wallet: created.wallet, accounts: created.accounts, recovery_code: code.to_string() }
+        let code =
+            keystead_envelope::open_recovery_code(&client_kp, &created.recovery_kit).unwrap();
+        Created {
+            wallet: created.wallet,
+            accounts: created.accounts,
+            recovery_code: code.to_string(),
+        }
     }
 
     pub fn context(&self, wallet: &SealedWallet) -> WalletContext {
-        WalletContext { binding: self.binding.clone(), wallet: wallet.clone() }
+        WalletContext {
+            binding: self.binding.clone(),
+            wallet: wallet.clone(),
+        }
     }
 
     pub fn message_op(&self, message: &[u8]) -> Operation {
-        Operation::SignMessage { app_id: APP.into(), account_id: "acc_0".into(), message: message.to_vec() }
+        Operation::SignMessage {
+            app_id: APP.into(),
+            account_id: "acc_0".into(),
+            message: message.to_vec(),
+        }
     }
 
-    pub fn sign_request(&self, wallet: &SealedWallet, pin: Sealed, payload: SignPayload) -> Request {
+    pub fn sign_request(
+        &self,
+        wallet: &SealedWallet,
+        pin: Sealed,
+        payload: SignPayload,
+    ) -> Request {
         Request::Sign(SignRequest {
             wallet: self.context(wallet),
             account_id: "acc_0".into(),
@@ -101,9 +121,15 @@ impl Harness {
         })
     }
 
-    pub async fn sign_message(&mut self, wallet: &SealedWallet, pin: &str, message: &[u8]) -> Reply {
+    pub async fn sign_message(
+        &mut self,
+        wallet: &SealedWallet,
+        pin: &str,
+        message: &[u8],
+    ) -> Reply {
         let envelope = self.user.envelope(pin, &self.message_op(message));
-        self.call(self.sign_request(wallet, envelope, SignPayload::Message(message.to_vec()))).await
+        self.call(self.sign_request(wallet, envelope, SignPayload::Message(message.to_vec())))
+            .await
     }
 
     pub async fn export(&mut self, wallet: &SealedWallet, pin: &str) -> (Reply, HpkeKeyPair) {
@@ -115,13 +141,20 @@ impl Harness {
         };
         let envelope = self.user.envelope(pin, &op);
         let reply = self
-            .call(Request::Export(ExportRequest { wallet: self.context(wallet), client_key, pin: envelope }))
+            .call(Request::Export(ExportRequest {
+                wallet: self.context(wallet),
+                client_key,
+                pin: envelope,
+            }))
             .await;
         (reply, kp)
     }
 
     pub fn new_pin_envelope(&mut self, new_pin: &str) -> Sealed {
-        let op = Operation::NewPin { app_id: APP.into(), wallet_id: self.binding.wallet_id.clone() };
+        let op = Operation::NewPin {
+            app_id: APP.into(),
+            wallet_id: self.binding.wallet_id.clone(),
+        };
         self.user.envelope(new_pin, &op)
     }
 }

@@ -6,11 +6,17 @@
 use std::io::{Read, Write};
 
 use keystead_enclave_client::{ClientConfig, EnclaveClient};
-use keystead_enclave_proto::{LEN_PREFIX, ResponseFrame, decode_request, encode_response, frame_len};
+use keystead_enclave_proto::{
+    LEN_PREFIX, ResponseFrame, decode_request, encode_response, frame_len,
+};
 
 fn main() -> anyhow::Result<()> {
-    let socket = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: keystead-test-standin SOCKET"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let socket = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: keystead-test-standin SOCKET"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let client = EnclaveClient::new(socket, ClientConfig::default());
     let mut held = Vec::new();
     let mut stdin = std::io::stdin().lock();
@@ -24,7 +30,10 @@ fn main() -> anyhow::Result<()> {
         stdin.read_exact(&mut body)?;
         let frame = decode_request(&body)?;
         let reply = runtime.block_on(client.call(frame.request))?;
-        let bytes = encode_response(&ResponseFrame { id: frame.id, reply })?;
+        let bytes = encode_response(&ResponseFrame {
+            id: frame.id,
+            reply,
+        })?;
         stdout.write_all(&bytes)?;
         stdout.flush()?;
         // Keep what a server keeps, so the search covers it.
