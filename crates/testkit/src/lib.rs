@@ -13,7 +13,9 @@ use zeroize::Zeroizing;
 use keystead_enclave_proto::{Attestation, Request, Response};
 use keystead_envelope::{HpkeKeyPair, Operation, PinPayload, Sealed};
 
+pub mod anvil;
 pub mod memory;
+pub mod oidc;
 
 /// A binary of this workspace, built beside the running test (cargo builds every
 /// workspace binary before running a workspace's tests).

@@ -1,0 +1,351 @@
+//! Layered configuration: defaults, then a TOML file, then `KEYSTEAD_*` variables, then
+//! flags. Unknown keys are refused. Every secret also has a `*_file` form.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: SQLite under `data_dir`.
+    pub database_url: Option<String>,
+    /// A file holding `database_url` (it may carry a password).
+    pub database_url_file: Option<PathBuf>,
+    /// The development mode of `keystead serve --dev`. Never on by default.
+    pub dev: bool,
+    pub log_json: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    pub enclave: EnclaveConfig,
+    /// Networks as `ID=CHAIN_ID@RPC_URL`.
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnclaveConfig {
+    /// The enclave binary; default: `keystead-enclave` beside the `keystead` binary.
+    pub binary: Option<PathBuf>,
+    /// Default: `data_dir/enclave.sock`.
+    pub socket: Option<PathBuf>,
+    /// Default: `data_dir/kms-primary.json`.
+    pub kms_keyring: Option<PathBuf>,
+    /// Default: `data_dir/kms-dr.json`; the disaster-recovery copy of every data key.
+    pub dr_kms_keyring: Option<PathBuf>,
+    pub request_timeout_ms: u64,
+    /// Start and supervise the enclave process (off when it runs elsewhere, e.g. Nitro).
+    pub supervise: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_url_file: None,
+            dev: false,
+            log_json: false,
+            max_body_bytes: 256 * 1024,
+            enclave: EnclaveConfig::default(),
+            networks: Vec::new(),
+        }
+    }
+}
+
+impl Default for EnclaveConfig {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            socket: None,
+            kms_keyring: None,
+            dr_kms_keyring: None,
+            request_timeout_ms: 5_000,
+            supervise: true,
+        }
+    }
+}
+
+/// What flags can set; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
+}
+
+/// Variables read, as `KEYSTEAD_<KEY>`; nested keys use `__` (`KEYSTEAD_ENCLAVE__SOCKET`).
+/// Listed so that unrelated `KEYSTEAD_*` variables (the CLI's `KEYSTEAD_PIN`, test
+/// settings) are not mistaken for configuration.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "database_url_file",
+    "dev",
+    "log_json",
+    "max_body_bytes",
+    "networks",
+    "enclave__binary",
+    "enclave__socket",
+    "enclave__kms_keyring",
+    "enclave__dr_kms_keyring",
+    "enclave__request_timeout_ms",
+    "enclave__supervise",
+];
+
+impl Config {
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, flags, Env::prefixed("KEYSTEAD_"))
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        flags: &FlagOverrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = env
+            .map(|key| key.as_str().to_ascii_lowercase().into())
+            .filter(|key| ENV_KEYS.contains(&key.as_str()));
+        figment = figment
+            .merge(env.split("__"))
+            .merge(Serialized::defaults(flags));
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.resolve_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = self.database_url_file.take() {
+            if self.database_url.is_some() {
+                return Err(ConfigError::Invalid(
+                    "set database_url or database_url_file, not both".into(),
+                ));
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| ConfigError::Read { path, source })?;
+            self.database_url = Some(text.trim().to_string());
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "database_url must be sqlite:… or postgres://…".into(),
+            ));
+        }
+        for network in &self.networks {
+            parse_network(network)?;
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("keystead.db").display()
+            )
+        })
+    }
+
+    pub fn enclave_socket(&self) -> PathBuf {
+        self.enclave
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("enclave.sock"))
+    }
+
+    pub fn kms_keyring(&self) -> PathBuf {
+        self.enclave
+            .kms_keyring
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kms-primary.json"))
+    }
+
+    pub fn dr_kms_keyring(&self) -> PathBuf {
+        self.enclave
+            .dr_kms_keyring
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kms-dr.json"))
+    }
+
+    /// The configuration as `config check` prints it: secrets replaced.
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        if let Some(url) = &shown.database_url {
+            shown.database_url = Some(redact_url(url));
+        }
+        shown
+    }
+}
+
+/// `ID=CHAIN_ID@RPC_URL`.
+pub fn parse_network(spec: &str) -> Result<(String, u64, String), ConfigError> {
+    let bad = || ConfigError::Invalid(format!("network {spec:?} is not ID=CHAIN_ID@RPC_URL"));
+    let (id, rest) = spec.split_once('=').ok_or_else(bad)?;
+    let (chain_id, url) = rest.split_once('@').ok_or_else(bad)?;
+    let chain_id = chain_id.parse().map_err(|_| bad())?;
+    if id.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad());
+    }
+    Ok((id.to_string(), chain_id, url.to_string()))
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keystead.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from-file\"\n[enclave]\nrequest_timeout_ms = 100\n").unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            &FlagOverrides::default(),
+            Env::prefixed("KEYSTEAD_NONE_"),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.enclave.request_timeout_ms, 100);
+
+        let flags = FlagOverrides {
+            data_dir: Some("/from-flag".into()),
+            ..Default::default()
+        };
+        let config =
+            Config::load_from(Some(&file), &flags, Env::prefixed("KEYSTEAD_NONE_")).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from-flag"));
+        assert_eq!(config.listen.port(), 9000, "untouched by flags");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keystead.toml");
+        std::fs::write(&file, "listne = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Config::load_from(
+            Some(&file),
+            &FlagOverrides::default(),
+            Env::prefixed("KEYSTEAD_NONE_"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn database_url_comes_from_a_file_and_is_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("db-url");
+        std::fs::write(&secret, "postgres://keystead:hunter2@127.0.0.1/keystead\n").unwrap();
+        let file = dir.path().join("keystead.toml");
+        std::fs::write(
+            &file,
+            format!("database_url_file = {:?}\n", secret.display().to_string()),
+        )
+        .unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            &FlagOverrides::default(),
+            Env::prefixed("KEYSTEAD_NONE_"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.database_url(),
+            "postgres://keystead:hunter2@127.0.0.1/keystead"
+        );
+        let shown = format!("{:?}", config.redacted());
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn networks_are_checked() {
+        assert_eq!(
+            parse_network("local=31337@http://127.0.0.1:8545")
+                .unwrap()
+                .1,
+            31337
+        );
+        for bad in [
+            "local",
+            "local=x@http://a",
+            "=1@http://a",
+            "local=1@ftp://a",
+        ] {
+            assert!(parse_network(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
+    fn variables_override_the_file_and_unrelated_ones_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("keystead.toml", "listen = \"127.0.0.1:9000\"\n")?;
+            jail.set_env("KEYSTEAD_LISTEN", "127.0.0.1:9100");
+            jail.set_env("KEYSTEAD_ENCLAVE__REQUEST_TIMEOUT_MS", "250");
+            jail.set_env("KEYSTEAD_PIN", "480927");
+            let config = Config::load(Some(Path::new("keystead.toml")), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.listen.port(), 9100);
+            assert_eq!(config.enclave.request_timeout_ms, 250);
+            Ok(())
+        });
+    }
+}

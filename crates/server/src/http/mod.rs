@@ -1,0 +1,74 @@
+//! The HTTP API: routing, layers, and thin handlers.
+
+pub mod error;
+mod system;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use utoipa::OpenApi;
+
+use crate::metrics::Metrics;
+use keystead_enclave_client::EnclaveClient;
+
+pub use error::{ApiError, ApiResult};
+
+/// What every handler may reach.
+pub struct AppState {
+    pub enclave: Arc<EnclaveClient>,
+    pub metrics: Metrics,
+    pub readiness_timeout: Duration,
+}
+
+pub type SharedState = Arc<AppState>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Keystead",
+        description = "Embedded wallets whose keys live only in an enclave."
+    ),
+    paths(system::healthz, system::readyz, system::attestation),
+    components(schemas(
+        keystead_types::ErrorBody,
+        keystead_types::ErrorCode,
+        keystead_types::AttestationResponse,
+        keystead_types::Health
+    ))
+)]
+pub struct ApiDoc;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/v1/enclave/attestation", get(system::attestation))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            let metrics = metrics.clone();
+            async move { metrics.observe(req, next).await }
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+                })
+                // A 5xx is already logged where it arose, with its cause.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}

@@ -1,0 +1,7 @@
+//! The `keystead` server: configuration, enclave supervision, and the HTTP API.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod serve;
+pub mod supervisor;

@@ -1,0 +1,78 @@
+//! `keystead serve`: wires the parts together and runs until a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use keystead_enclave_client::{ClientConfig, EnclaveClient};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::supervisor::{EnclaveCommand, supervise};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let supervisor = if config.enclave.supervise {
+        let command =
+            EnclaveCommand::from_config(&config).context("locating the enclave binary")?;
+        Some(tokio::spawn(supervise(command, shutdown_rx.clone())))
+    } else {
+        None
+    };
+
+    let enclave = Arc::new(EnclaveClient::new(
+        config.enclave_socket(),
+        ClientConfig {
+            request_timeout: Duration::from_millis(config.enclave.request_timeout_ms),
+            ..Default::default()
+        },
+    ));
+    let state = Arc::new(AppState {
+        enclave,
+        metrics: Metrics::default(),
+        readiness_timeout: Duration::from_secs(2),
+    });
+    let app = router(state, config.max_body_bytes);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "keystead listening");
+    let mut rx = shutdown_rx.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = rx.changed() => {}
+            }
+            tracing::info!("shutting down");
+        })
+        .await
+        .context("serving HTTP")?;
+    let _ = shutdown_tx.send(true);
+    if let Some(supervisor) = supervisor {
+        let _ = supervisor.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,199 @@
+//! keystead-store: Keystead's database access and migrations, on SQLite and PostgreSQL.
+//!
+//! [`Store::connect`] takes a URL — `sqlite://PATH?mode=rwc`, `sqlite::memory:` or
+//! `postgres://...` — and [`Store::migrate`] applies the embedded migrations
+//! (`migrations/sqlite/`, `migrations/postgres/`). Every method is async and returns
+//! `Result<_, StoreError>`; records are plain structs with public fields ([`App`],
+//! [`User`], [`Session`], [`WalletRow`], [`AccountRow`], [`TxRow`], ...).
+//!
+//! # One codebase, two backends: why an enum of pools and not `sqlx::Any`
+//!
+//! The store holds either a `SqlitePool` or a `PgPool`, and each method's body is written
+//! once inside the crate-private `with_pool!` macro, which expands it for both pools. So
+//! the SQL text is shared (both dialects accept `$1` placeholders, `ON CONFLICT ... DO
+//! UPDATE`, `RETURNING` and partial unique indexes), while each expansion is type-checked
+//! against its real driver: `i64` binds as SQLite `INTEGER` and PostgreSQL `BIGINT`,
+//! `Vec<u8>` as `BLOB` and `BYTEA`, and a Rust type a driver cannot bind or decode is a
+//! compile error. `sqlx::Any`
+//! would give one expansion, but every bind and every column then passes through its
+//! reduced run-time value type, so mismatches surface as decode errors in production; it
+//! needs a process-global `install_default_drivers` call; and it builds connections from a
+//! URL only, so SQLite's WAL mode and busy timeout would have to be PRAGMAs issued in an
+//! `after_connect` hook instead of typed `SqliteConnectOptions`. The cost of the enum is
+//! that each method is compiled twice, which is small. Where the dialects
+//! disagree (none today beyond the migrations themselves) a method matches on the backend.
+//!
+//! No `query!` macros are used (sqlx's `macros` feature is on only because `migrate!` and
+//! `FromRow` live behind it): queries are checked at run time, so building never needs a
+//! database.
+//!
+//! # Rules the methods follow
+//!
+//! - Time is a parameter (Unix seconds, `i64`); the store never reads the clock.
+//! - Ids, key hashes and token hashes are made by the caller.
+//! - Everything a user-facing request reaches takes the caller's `app_id` and filters by
+//!   it, so one app can never read or change another app's users, sessions, wallets,
+//!   accounts or transactions; the schema backs this up with foreign keys on
+//!   `(app_id, user_id)` and `(app_id, wallet_id)`/`(app_id, account_id)`.
+//! - A unique-key violation is [`StoreError::Conflict`]; a missing row, or a reference to
+//!   a row that does not exist (foreign-key violation), is [`StoreError::NotFound`]. Error
+//!   messages never carry bound values.
+//! - Unsigned values (chain ids, nonces, block numbers, account indexes) are stored as
+//!   64-bit signed integers; a value above `i64::MAX` is refused with
+//!   [`StoreError::Database`] rather than wrapped.
+
+mod apps;
+mod error;
+mod nonces;
+mod rows;
+mod sessions;
+mod txs;
+mod users;
+mod wallets;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use error::StoreError;
+pub use rows::{
+    AccountRow, App, AppKey, AppProvider, Identity, Session, TxRow, TxStatus, User, WalletRow,
+};
+pub use txs::InsertTx;
+
+use error::DbResultExt;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long an SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Expands `$body` once per backend with `$pool` bound to that backend's pool. The body
+/// must evaluate to the same (backend-independent) type in both expansions.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// The database: a connection pool for SQLite or PostgreSQL. Cheap to clone (the pool is
+/// shared).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://PATH?mode=rwc` (`sqlite://PATH` also creates the file),
+    /// `sqlite::memory:`, or `postgres://...` / `postgresql://...`. SQLite runs in WAL mode
+    /// with a 5 s busy timeout and foreign keys on. Does not run migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = if url.starts_with("sqlite:") {
+            Pool::Sqlite(connect_sqlite(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Pool::Postgres(PgPoolOptions::new().connect(url).await.db()?)
+        } else {
+            return Err(StoreError::Database(
+                "unsupported database URL: expected sqlite:... or postgres://...".into(),
+            ));
+        };
+        Ok(Self { pool })
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies every embedded migration not yet applied. Safe to run again, and (on
+    /// PostgreSQL, under an advisory lock) from several servers at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        };
+        result.map_err(|e| StoreError::Migration(e.to_string()))?;
+        tracing::debug!(backend = ?self.backend(), "database migrations applied");
+        Ok(())
+    }
+
+    /// Answers when the database does (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .db())
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await);
+    }
+}
+
+async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let mut options = SqliteConnectOptions::from_str(url)
+        .db()?
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    let mut pool = SqlitePoolOptions::new();
+    if in_memory {
+        // An in-memory database lives as long as a connection to it: keep exactly one.
+        pool = pool
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+    } else {
+        // WAL lets readers run beside the single writer. `synchronous` stays FULL (the
+        // default): a committed wallet or outbox row must survive a power cut.
+        options = options.journal_mode(SqliteJournalMode::Wal);
+    }
+    pool.connect_with(options).await.db()
+}
+
+/// `Ok` when a statement changed at least one row, else `NotFound`.
+fn found(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Converts an unsigned value to the signed 64-bit integer both databases store.
+fn to_db_int(value: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Database(format!("{what} exceeds i64::MAX")))
+}
+
+/// Converts a stored signed integer back to the unsigned value it holds.
+fn from_db_int(value: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Database(format!("stored {what} is negative")))
+}

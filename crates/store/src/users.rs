@@ -1,0 +1,134 @@
+//! Users of an app and the login identities linked to them.
+
+use crate::error::DbResultExt;
+use crate::{Identity, Store, StoreError, User, found, with_pool};
+
+const INSERT_USER: &str =
+    "INSERT INTO users (id, app_id, email, created_at) VALUES ($1, $2, $3, $4)";
+const INSERT_IDENTITY: &str =
+    "INSERT INTO identities (app_id, provider, subject, user_id) VALUES ($1, $2, $3, $4)";
+
+impl Store {
+    /// Creates a user. `Conflict` if the id is taken, `NotFound` if the app does not exist.
+    pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        with_pool!(self, |pool| sqlx::query(INSERT_USER)
+            .bind(&user.id)
+            .bind(&user.app_id)
+            .bind(&user.email)
+            .bind(user.created_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .db())
+    }
+
+    /// Creates a user together with their first identity, atomically. `Conflict` if the
+    /// identity is already linked (a concurrent first login won: look the user up again).
+    pub async fn create_user_with_identity(
+        &self,
+        user: &User,
+        provider: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.db()?;
+            sqlx::query(INSERT_USER)
+                .bind(&user.id)
+                .bind(&user.app_id)
+                .bind(&user.email)
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            sqlx::query(INSERT_IDENTITY)
+                .bind(&user.app_id)
+                .bind(provider)
+                .bind(subject)
+                .bind(&user.id)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            tx.commit().await.db()
+        })
+    }
+
+    /// The user with this id in this app.
+    pub async fn get_user(&self, app_id: &str, id: &str) -> Result<User, StoreError> {
+        const SQL: &str =
+            "SELECT id, app_id, email, created_at FROM users WHERE app_id = $1 AND id = $2";
+        with_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .db())
+    }
+
+    /// Sets (or clears) a user's email.
+    pub async fn set_user_email(
+        &self,
+        app_id: &str,
+        id: &str,
+        email: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE users SET email = $3 WHERE app_id = $1 AND id = $2";
+        let n = with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(app_id)
+            .bind(id)
+            .bind(email)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .db())?;
+        found(n)
+    }
+
+    /// The user an identity (provider, subject) is linked to in this app, if any.
+    pub async fn find_user_by_identity(
+        &self,
+        app_id: &str,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        const SQL: &str = "SELECT u.id, u.app_id, u.email, u.created_at FROM identities i \
+             JOIN users u ON u.app_id = i.app_id AND u.id = i.user_id \
+             WHERE i.app_id = $1 AND i.provider = $2 AND i.subject = $3";
+        with_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(provider)
+            .bind(subject)
+            .fetch_optional(pool)
+            .await
+            .db())
+    }
+
+    /// Links an identity to a user of the same app. `Conflict` if the identity is linked
+    /// already; `NotFound` if the user is not in that app.
+    pub async fn link_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        with_pool!(self, |pool| sqlx::query(INSERT_IDENTITY)
+            .bind(&identity.app_id)
+            .bind(&identity.provider)
+            .bind(&identity.subject)
+            .bind(&identity.user_id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .db())
+    }
+
+    /// A user's identities, by provider and subject.
+    pub async fn list_identities(
+        &self,
+        app_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<Identity>, StoreError> {
+        const SQL: &str = "SELECT app_id, provider, subject, user_id FROM identities \
+             WHERE app_id = $1 AND user_id = $2 ORDER BY provider, subject";
+        with_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+            .db())
+    }
+}

@@ -1,0 +1,142 @@
+//! Wallets (one per app user; an opaque record with a compare-and-swap version) and the
+//! accounts derived from them.
+
+use crate::error::DbResultExt;
+use crate::{AccountRow, Store, StoreError, WalletRow, with_pool};
+
+const WALLET_COLUMNS: &str = "id, app_id, user_id, record, record_version, created_at, updated_at";
+const ACCOUNT_COLUMNS: &str =
+    "id, wallet_id, app_id, network, family, address, path, idx, created_at";
+
+impl Store {
+    /// Stores a new wallet. Exactly one wallet per (app, user), even under concurrent
+    /// calls: every other attempt gets `Conflict`. `NotFound` if the user is not in the app.
+    pub async fn create_wallet(&self, wallet: &WalletRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO wallets \
+             (id, app_id, user_id, record, record_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(&wallet.id)
+            .bind(&wallet.app_id)
+            .bind(&wallet.user_id)
+            .bind(&wallet.record)
+            .bind(wallet.record_version)
+            .bind(wallet.created_at)
+            .bind(wallet.updated_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .db())
+    }
+
+    /// The wallet with this id in this app.
+    pub async fn get_wallet(&self, app_id: &str, id: &str) -> Result<WalletRow, StoreError> {
+        let sql = format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE app_id = $1 AND id = $2");
+        with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(app_id)
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .db())
+    }
+
+    /// The wallet of a user of this app, if they have one.
+    pub async fn wallet_for_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+    ) -> Result<Option<WalletRow>, StoreError> {
+        let sql =
+            format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE app_id = $1 AND user_id = $2");
+        with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(app_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await
+            .db())
+    }
+
+    /// Compare-and-swap of a wallet's record: replaces it and its version only if the
+    /// stored version is still `expected_version`. `Conflict` when the version has moved
+    /// on; `NotFound` when the app has no such wallet.
+    pub async fn update_wallet_record(
+        &self,
+        app_id: &str,
+        id: &str,
+        expected_version: i64,
+        new_record: &[u8],
+        new_version: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE wallets SET record = $4, record_version = $5, updated_at = $6 \
+             WHERE app_id = $1 AND id = $2 AND record_version = $3";
+        let n = with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(app_id)
+            .bind(id)
+            .bind(expected_version)
+            .bind(new_record)
+            .bind(new_version)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .db())?;
+        if n > 0 {
+            return Ok(());
+        }
+        // Nothing changed: either there is no such wallet or its version moved on.
+        self.get_wallet(app_id, id).await?;
+        Err(StoreError::Conflict)
+    }
+
+    /// Stores a new account. `Conflict` if the wallet already has an account at this
+    /// (network, idx) or the id is taken; `NotFound` if the wallet is not in the app.
+    pub async fn create_account(&self, account: &AccountRow) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        with_pool!(self, |pool| sqlx::query(&sql)
+            .bind(&account.id)
+            .bind(&account.wallet_id)
+            .bind(&account.app_id)
+            .bind(&account.network)
+            .bind(&account.family)
+            .bind(&account.address)
+            .bind(&account.path)
+            .bind(i64::from(account.idx))
+            .bind(account.created_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .db())
+    }
+
+    /// The account with this id in this app.
+    pub async fn get_account(&self, app_id: &str, id: &str) -> Result<AccountRow, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE app_id = $1 AND id = $2");
+        with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(app_id)
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .db())
+    }
+
+    /// A wallet's accounts, by network then index.
+    pub async fn list_accounts(
+        &self,
+        app_id: &str,
+        wallet_id: &str,
+    ) -> Result<Vec<AccountRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE app_id = $1 AND wallet_id = $2 \
+             ORDER BY network, idx"
+        );
+        with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(app_id)
+            .bind(wallet_id)
+            .fetch_all(pool)
+            .await
+            .db())
+    }
+}
