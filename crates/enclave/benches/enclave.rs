@@ -616,14 +616,14 @@ fn main() {
         report.add(
             "derive",
             "sign parts",
-            "Evm::signer (BIP-32 + address)",
+            "Evm::signer (one BIP-32 step + address)",
             time_n(parts_n, derive),
         );
         let m = time_n(parts_n, bip32_only);
         report.add(
             "bip32_path",
             "sign parts",
-            "  of which BIP-32 path alone",
+            "  (full 5-level path from seed, reference)",
             m,
         );
         let m = time_n(parts_n, to_signer);
@@ -746,7 +746,11 @@ fn main() {
         };
         assert_eq!(c.accounts.len(), 1);
     };
-    let to_seed = |entropy: [u8; 32]| WalletSecret::from_entropy(&entropy);
+    let to_seed = |entropy: [u8; 32]| {
+        bip39::Mnemonic::from_entropy(&entropy)
+            .expect("entropy")
+            .to_seed("")
+    };
     let new_key = move |()| async move {
         let dk = primary.generate_data_key(key_ctx).await.expect("data key");
         dr.wrap_data_key(&dk.plaintext, key_ctx)
@@ -878,7 +882,7 @@ fn print_ratios(report: &Report, plan: &Plan, client_seal_us: f64) -> Value {
             BASE_BIP32_PATH,
         ),
         (
-            "BIP-32 path + alloy signer (Evm::signer)",
+            "one BIP-32 step + signer (Evm::signer)",
             "derive",
             BASE_BIP32_PATH,
         ),

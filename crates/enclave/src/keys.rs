@@ -3,7 +3,7 @@
 use std::fmt;
 
 use alloy_signer_local::PrivateKeySigner;
-use bip32::{ChildNumber, DerivationPath, Prefix, XPrv};
+use bip32::{ChildNumber, DerivationPath, ExtendedKey, ExtendedKeyAttrs, Prefix, XPrv};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -12,8 +12,12 @@ use keystead_enclave_proto::{ChainFamily, DerivedAccount};
 
 /// Bytes of BIP-39 entropy: 256 bits, a 24-word mnemonic.
 pub const ENTROPY_LEN: usize = 32;
-const SECRET_FORMAT: u8 = 1;
-const SECRET_LEN: usize = 1 + ENTROPY_LEN + 64;
+/// Format 2 adds the EVM account-level extended key; format 1 (without it) still opens.
+const SECRET_FORMAT: u8 = 2;
+const SECRET_V1_LEN: usize = 1 + ENTROPY_LEN + 64;
+/// depth, parent fingerprint, child number, chain code, private key.
+const PARENT_LEN: usize = 1 + 4 + 4 + 32 + 32;
+const SECRET_LEN: usize = SECRET_V1_LEN + PARENT_LEN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -36,12 +40,15 @@ pub fn mix_entropy(kms_random: &[u8], local_random: &[u8]) -> Zeroizing<[u8; ENT
     out
 }
 
-/// What a wallet is: its BIP-39 entropy (for export) and the seed derived from it (so that
-/// signing skips the 2048 PBKDF2 rounds). Only ever plaintext inside the enclave.
+/// What a wallet is: its BIP-39 entropy (for export), the seed derived from it (so that
+/// signing skips the 2048 PBKDF2 rounds) and the EVM account-level extended key
+/// `m/44'/60'/0'/0` (so that signing derives one level, not five). Only ever plaintext
+/// inside the enclave.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct WalletSecret {
     entropy: [u8; ENTROPY_LEN],
     seed: [u8; 64],
+    evm_parent: [u8; PARENT_LEN],
 }
 
 impl fmt::Debug for WalletSecret {
@@ -51,13 +58,20 @@ impl fmt::Debug for WalletSecret {
 }
 
 impl WalletSecret {
-    pub fn from_entropy(entropy: &[u8; ENTROPY_LEN]) -> Self {
+    pub fn from_entropy(entropy: &[u8; ENTROPY_LEN]) -> Result<Self, KeyError> {
         let mnemonic = bip39::Mnemonic::from_entropy(entropy).expect("32 bytes is valid entropy");
         let seed = Zeroizing::new(mnemonic.to_seed(""));
-        Self {
+        Self::from_parts(entropy, &seed)
+    }
+
+    fn from_parts(entropy: &[u8; ENTROPY_LEN], seed: &[u8; 64]) -> Result<Self, KeyError> {
+        let mut secret = Self {
             entropy: *entropy,
             seed: *seed,
-        }
+            evm_parent: [0; PARENT_LEN],
+        };
+        secret.evm_parent = encode_xprv(&Evm::derive_parent(seed)?);
+        Ok(secret)
     }
 
     /// The 24 words, space-separated.
@@ -82,21 +96,72 @@ impl WalletSecret {
         out.push(SECRET_FORMAT);
         out.extend_from_slice(&self.entropy);
         out.extend_from_slice(&self.seed);
+        out.extend_from_slice(&self.evm_parent);
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, KeyError> {
-        if bytes.len() != SECRET_LEN || bytes[0] != SECRET_FORMAT {
-            return Err(KeyError::MalformedSecret);
+        match (bytes.first(), bytes.len()) {
+            (Some(1), SECRET_V1_LEN) | (Some(&SECRET_FORMAT), SECRET_LEN) => {}
+            _ => return Err(KeyError::MalformedSecret),
+        }
+        let mut entropy = Zeroizing::new([0u8; ENTROPY_LEN]);
+        let mut seed = Zeroizing::new([0u8; 64]);
+        entropy.copy_from_slice(&bytes[1..1 + ENTROPY_LEN]);
+        seed.copy_from_slice(&bytes[1 + ENTROPY_LEN..SECRET_V1_LEN]);
+        if bytes.len() == SECRET_V1_LEN {
+            return Self::from_parts(&entropy, &seed);
         }
         let mut secret = Self {
-            entropy: [0; ENTROPY_LEN],
-            seed: [0; 64],
+            entropy: *entropy,
+            seed: *seed,
+            evm_parent: [0; PARENT_LEN],
         };
-        secret.entropy.copy_from_slice(&bytes[1..1 + ENTROPY_LEN]);
-        secret.seed.copy_from_slice(&bytes[1 + ENTROPY_LEN..]);
+        secret.evm_parent.copy_from_slice(&bytes[SECRET_V1_LEN..]);
         Ok(secret)
     }
+
+    fn evm_parent(&self) -> Result<XPrv, KeyError> {
+        decode_xprv(&self.evm_parent)
+    }
+}
+
+fn encode_xprv(key: &XPrv) -> [u8; PARENT_LEN] {
+    let attrs = key.attrs();
+    let mut out = [0u8; PARENT_LEN];
+    out[0] = attrs.depth;
+    out[1..5].copy_from_slice(&attrs.parent_fingerprint);
+    out[5..9].copy_from_slice(&attrs.child_number.to_bytes());
+    out[9..41].copy_from_slice(&attrs.chain_code);
+    let private = Zeroizing::new(<[u8; 32]>::from(key.private_key().to_bytes()));
+    out[41..].copy_from_slice(private.as_ref());
+    out
+}
+
+fn decode_xprv(bytes: &[u8; PARENT_LEN]) -> Result<XPrv, KeyError> {
+    let mut key_bytes = [0u8; 33];
+    key_bytes[1..].copy_from_slice(&bytes[41..]);
+    let mut extended = ExtendedKey {
+        prefix: Prefix::XPRV,
+        attrs: ExtendedKeyAttrs {
+            depth: bytes[0],
+            parent_fingerprint: bytes[1..5]
+                .try_into()
+                .map_err(|_| KeyError::MalformedSecret)?,
+            child_number: ChildNumber::from_bytes(
+                bytes[5..9]
+                    .try_into()
+                    .map_err(|_| KeyError::MalformedSecret)?,
+            ),
+            chain_code: bytes[9..41]
+                .try_into()
+                .map_err(|_| KeyError::MalformedSecret)?,
+        },
+        key_bytes,
+    };
+    let key = XPrv::try_from(extended.clone()).map_err(|_| KeyError::MalformedSecret);
+    extended.key_bytes.zeroize();
+    key
 }
 
 /// How one chain family lays out its accounts. EVM is first; Solana (SLIP-10 ed25519,
@@ -115,9 +180,13 @@ pub struct Evm;
 const EVM_PARENT: &str = "m/44'/60'/0'/0";
 
 impl Evm {
-    fn parent(secret: &WalletSecret) -> Result<XPrv, KeyError> {
+    fn derive_parent(seed: &[u8; 64]) -> Result<XPrv, KeyError> {
         let path: DerivationPath = EVM_PARENT.parse().map_err(|_| KeyError::Derivation)?;
-        XPrv::derive_from_path(secret.seed(), &path).map_err(|_| KeyError::Derivation)
+        XPrv::derive_from_path(seed, &path).map_err(|_| KeyError::Derivation)
+    }
+
+    fn parent(secret: &WalletSecret) -> Result<XPrv, KeyError> {
+        secret.evm_parent()
     }
 
     fn child(parent: &XPrv, index: u32) -> Result<XPrv, KeyError> {
@@ -210,10 +279,7 @@ mod tests {
         let mut entropy = [0u8; 32];
         let e = m.to_entropy();
         entropy[..e.len()].copy_from_slice(&e);
-        WalletSecret {
-            entropy,
-            seed: m.to_seed(""),
-        }
+        WalletSecret::from_parts(&entropy, &m.to_seed("")).unwrap()
     }
 
     #[test]
@@ -249,7 +315,7 @@ mod tests {
             hex::encode(m.to_seed("TREZOR")),
             "bc09fca1804f7e69da93c2f2028eb238c227f2e9dda30cd63699232578480a4021b146ad717fbb7e451ce9eb835f43620bf5c514db0f8add49f5d121449d3e87"
         );
-        let secret = WalletSecret::from_entropy(&entropy);
+        let secret = WalletSecret::from_entropy(&entropy).unwrap();
         assert_eq!(secret.mnemonic().as_str(), m.to_string());
         assert_eq!(secret.seed(), &m.to_seed(""));
     }
@@ -276,11 +342,33 @@ mod tests {
 
     #[test]
     fn secret_encoding_round_trips_and_rejects_garbage() {
-        let secret = WalletSecret::from_entropy(&[3u8; 32]);
+        let secret = WalletSecret::from_entropy(&[3u8; 32]).unwrap();
         let bytes = secret.encode();
         let back = WalletSecret::decode(&bytes).unwrap();
         assert_eq!(back.seed(), secret.seed());
+        assert_eq!(
+            Evm::account(&back, 7).unwrap(),
+            Evm::account(&secret, 7).unwrap()
+        );
         assert!(WalletSecret::decode(&bytes[1..]).is_err());
+        // A format-1 secret (entropy and seed only) still opens, to the same accounts.
+        let mut v1 = bytes[..SECRET_V1_LEN].to_vec();
+        v1[0] = 1;
+        let old = WalletSecret::decode(&v1).unwrap();
+        assert_eq!(
+            Evm::account(&old, 7).unwrap(),
+            Evm::account(&secret, 7).unwrap()
+        );
+        // The stored parent is the one a full derivation from the seed gives.
+        let derived = Evm::derive_parent(secret.seed()).unwrap();
+        assert_eq!(
+            derived.to_string(Prefix::XPRV).as_str(),
+            secret
+                .evm_parent()
+                .unwrap()
+                .to_string(Prefix::XPRV)
+                .as_str()
+        );
         assert!(format!("{secret:?}").contains(".."));
     }
 

@@ -301,7 +301,8 @@ impl EnclaveService {
             (local, code, salt)
         });
         let secret =
-            WalletSecret::from_entropy(&keys::mix_entropy(&kms_random, local_random.as_ref()));
+            WalletSecret::from_entropy(&keys::mix_entropy(&kms_random, local_random.as_ref()))
+                .map_err(|_| EnclaveError::Internal)?;
         let code = recovery_code::from_random(&code_random);
         let normalized = recovery_code::normalize(&code).ok_or(EnclaveError::Internal)?;
         let plaintext = secret.encode();

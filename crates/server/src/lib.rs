@@ -1,5 +1,6 @@
 //! The `keystead` server: configuration, enclave supervision, and the HTTP API.
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -8,14 +8,14 @@ use keystead_enclave_client::{ClientConfig, EnclaveClient};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin::open_store;
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::supervisor::{EnclaveCommand, supervise};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store = open_store(&config).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let supervisor = if config.enclave.supervise {
@@ -35,6 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let state = Arc::new(AppState {
         enclave,
+        store: store.clone(),
         metrics: Metrics::default(),
         readiness_timeout: Duration::from_secs(2),
     });
@@ -59,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(supervisor) = supervisor {
         let _ = supervisor.await;
     }
+    store.close().await;
     Ok(())
 }
 

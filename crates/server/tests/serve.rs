@@ -1,68 +1,15 @@
 //! The real `keystead` binary: it starts and supervises the real enclave, serves health,
 //! readiness, metrics, OpenAPI and the attestation, and survives the enclave's death.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::{create_app, start_in, wait_for};
 
 use base64::Engine;
 use keystead_attestation::{AttestationVerifier, DevVerifier};
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_keystead"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("KEYSTEAD_LOG", "error")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    }
-}
-
-async fn wait_for(url: &str, status: u16) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().as_u16() == status
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} never answered {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The enclave process the server started: its child named `keystead-enclave`.
 fn enclave_pid(server_pid: u32) -> Option<u32> {
@@ -80,7 +27,10 @@ fn enclave_pid(server_pid: u32) -> Option<u32> {
 
 #[tokio::test]
 async fn serves_health_readiness_metrics_openapi_and_attestation() {
-    let server = start();
+    // The app is made before the server starts: both would migrate the new database.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = create_app(dir.path(), "Test", &["http://localhost:3000"]);
+    let server = start_in(dir);
     wait_for(&format!("{}/healthz", server.base), 200).await;
     wait_for(&format!("{}/readyz", server.base), 200).await;
     let http = reqwest::Client::new();
@@ -101,6 +51,7 @@ async fn serves_health_readiness_metrics_openapi_and_attestation() {
 
     let attestation: serde_json::Value = http
         .get(format!("{}/v1/enclave/attestation", server.base))
+        .header("x-app-key", &key)
         .send()
         .await
         .unwrap()
@@ -139,6 +90,7 @@ async fn serves_health_readiness_metrics_openapi_and_attestation() {
         "{openapi}"
     );
     assert!(openapi["components"]["schemas"]["ErrorCode"].is_object());
+    assert!(openapi["paths"]["/v1/app"]["get"].is_object(), "{openapi}");
 
     let metrics = http
         .get(format!("{}/metrics", server.base))
@@ -153,7 +105,10 @@ async fn serves_health_readiness_metrics_openapi_and_attestation() {
 
 #[tokio::test]
 async fn a_killed_enclave_gives_enclave_unavailable_then_comes_back() {
-    let server = start();
+    // The app is made before the server starts: both would migrate the new database.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = create_app(dir.path(), "Test", &["http://localhost:3000"]);
+    let server = start_in(dir);
     wait_for(&format!("{}/readyz", server.base), 200).await;
     let pid = enclave_pid(server.child.id()).expect("the server started an enclave");
     // SAFETY: kill(2) on a process this test's server started.
@@ -163,6 +118,7 @@ async fn a_killed_enclave_gives_enclave_unavailable_then_comes_back() {
     let started = Instant::now();
     let reply = http
         .get(format!("{}/v1/enclave/attestation", server.base))
+        .header("x-app-key", &key)
         .send()
         .await
         .unwrap();
@@ -184,6 +140,7 @@ async fn a_killed_enclave_gives_enclave_unavailable_then_comes_back() {
     assert_ne!(new_pid, pid);
     let reply = http
         .get(format!("{}/v1/enclave/attestation", server.base))
+        .header("x-app-key", &key)
         .send()
         .await
         .unwrap();

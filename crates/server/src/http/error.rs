@@ -148,4 +148,13 @@ impl From<EnclaveError> for ApiError {
     }
 }
 
+impl From<keystead_store::StoreError> for ApiError {
+    fn from(e: keystead_store::StoreError) -> Self {
+        match e {
+            keystead_store::StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
+            e => ApiError::internal(format!("store: {e}")),
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,5 +1,7 @@
 //! The HTTP API: routing, layers, and thin handlers.
 
+mod app_check;
+mod apps;
 pub mod error;
 mod system;
 
@@ -16,12 +18,15 @@ use utoipa::OpenApi;
 
 use crate::metrics::Metrics;
 use keystead_enclave_client::EnclaveClient;
+use keystead_store::Store;
 
+pub use app_check::CurrentApp;
 pub use error::{ApiError, ApiResult};
 
 /// What every handler may reach.
 pub struct AppState {
     pub enclave: Arc<EnclaveClient>,
+    pub store: Store,
     pub metrics: Metrics,
     pub readiness_timeout: Duration,
 }
@@ -34,12 +39,15 @@ pub type SharedState = Arc<AppState>;
         title = "Keystead",
         description = "Embedded wallets whose keys live only in an enclave."
     ),
-    paths(system::healthz, system::readyz, system::attestation),
+    paths(system::healthz, system::readyz, system::attestation, apps::get_app),
     components(schemas(
         keystead_types::ErrorBody,
         keystead_types::ErrorCode,
         keystead_types::AttestationResponse,
-        keystead_types::Health
+        keystead_types::Health,
+        apps::AppInfo,
+        apps::NetworkInfo,
+        apps::LoginProvider
     ))
 )]
 pub struct ApiDoc;
@@ -48,12 +56,21 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
     let metrics = state.metrics.clone();
+    // Everything under `/v1` but the OpenAPI document is for an app: the app check runs
+    // first (it also answers CORS preflights, so OPTIONS never reaches a handler).
+    let v1 = Router::new()
+        .route("/v1/app", get(apps::get_app))
+        .route("/v1/enclave/attestation", get(system::attestation))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            app_check::check,
+        ));
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route("/v1/openapi.json", get(system::openapi))
-        .route("/v1/enclave/attestation", get(system::attestation))
+        .merge(v1)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {

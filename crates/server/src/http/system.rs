@@ -18,9 +18,21 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Ready when an enclave answers (and, with the store, when the database does).
+/// Ready when the database and an enclave answer.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
+    let unavailable = |what: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: format!("{what} unavailable"),
+            }),
+        )
+    };
+    let database = tokio::time::timeout(state.readiness_timeout, state.store.ping()).await;
+    if !matches!(database, Ok(Ok(()))) {
+        return unavailable("database");
+    }
     let enclave =
         tokio::time::timeout(state.readiness_timeout, state.enclave.call(Request::Ping)).await;
     match enclave {
@@ -30,12 +42,7 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
                 status: "ok".into(),
             }),
         ),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "enclave unavailable".into(),
-            }),
-        ),
+        _ => unavailable("enclave"),
     }
 }
 

@@ -1,0 +1,69 @@
+//! `GET /v1/app`: what a client needs to know about the app its key names.
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::app_check::CurrentApp;
+use super::{ApiResult, SharedState};
+
+/// The app, its networks and the providers its users log in with.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInfo {
+    pub app_id: String,
+    pub name: String,
+    pub networks: Vec<NetworkInfo>,
+    pub login_providers: Vec<LoginProvider>,
+}
+
+/// A network the app's accounts live on.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInfo {
+    pub id: String,
+    /// `evm`.
+    pub family: String,
+    pub chain_id: u64,
+    pub name: String,
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+/// An OpenID provider the app accepts ID tokens from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginProvider {
+    pub name: String,
+    pub issuer: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/app",
+    params(("X-App-Key" = String, Header, description = "The app's key")),
+    responses(
+        (status = 200, body = AppInfo),
+        (status = 401, body = keystead_types::ErrorBody),
+        (status = 403, body = keystead_types::ErrorBody)
+    )
+)]
+pub async fn get_app(
+    State(state): State<SharedState>,
+    Extension(CurrentApp(app)): Extension<CurrentApp>,
+) -> ApiResult<Json<AppInfo>> {
+    let providers = state.store.list_app_providers(&app.id).await?;
+    Ok(Json(AppInfo {
+        app_id: app.id,
+        name: app.name,
+        // Networks come from the configuration in a later step.
+        networks: Vec::new(),
+        login_providers: providers
+            .into_iter()
+            .map(|p| LoginProvider {
+                name: p.name,
+                issuer: p.issuer,
+            })
+            .collect(),
+    }))
+}
