@@ -68,8 +68,10 @@ async fn app_keys_origins_cors_rotation_and_isolation() {
     let listed = keystead_json(&data, &["app", "list", "--json"]);
     let apps = listed["apps"].as_array().unwrap();
     assert_eq!(apps.len(), 2, "{listed}");
+    // Apps made in the same second list in id order: find A by its id.
+    let listed_a = apps.iter().find(|a| a["appId"] == app_a.as_str());
     assert_eq!(
-        apps[0]["origins"],
+        listed_a.expect("app A is listed")["origins"],
         serde_json::json!(["http://localhost:3000", "https://shop-a.example"])
     );
     assert!(!listed.to_string().contains(&key_a));
