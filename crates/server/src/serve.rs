@@ -8,7 +8,12 @@ use keystead_enclave_client::{ClientConfig, EnclaveClient};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use keystead_identity::{OidcVerifier, SessionSigner, VerifierOptions};
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+
 use crate::admin::open_store;
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
@@ -33,11 +38,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
+    let auth = {
+        let mut rng = OsRng.unwrap_err();
+        let key_path = config.data_dir.join("session-key.pem");
+        let signer = SessionSigner::load_or_create(&key_path, &mut rng)
+            .with_context(|| format!("loading the session key {}", key_path.display()))?;
+        // Plain-HTTP issuers only on loopback (the verifier's default).
+        let verifier = OidcVerifier::with_options(VerifierOptions::default())
+            .context("building the OpenID verifier")?;
+        Auth { signer, verifier }
+    };
     let state = Arc::new(AppState {
         enclave,
         store: store.clone(),
         metrics: Metrics::default(),
         readiness_timeout: Duration::from_secs(2),
+        auth,
     });
     let app = router(state, config.max_body_bytes);
 

@@ -2,6 +2,7 @@
 
 mod app_check;
 mod apps;
+mod auth;
 pub mod error;
 mod system;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
     pub readiness_timeout: Duration,
+    pub auth: crate::auth::Auth,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -39,7 +41,17 @@ pub type SharedState = Arc<AppState>;
         title = "Keystead",
         description = "Embedded wallets whose keys live only in an enclave."
     ),
-    paths(system::healthz, system::readyz, system::attestation, apps::get_app),
+    paths(
+        system::healthz,
+        system::readyz,
+        system::attestation,
+        apps::get_app,
+        auth::id_token,
+        auth::refresh,
+        auth::logout,
+        auth::me,
+        auth::jwks
+    ),
     components(schemas(
         keystead_types::ErrorBody,
         keystead_types::ErrorCode,
@@ -47,7 +59,12 @@ pub type SharedState = Arc<AppState>;
         keystead_types::Health,
         apps::AppInfo,
         apps::NetworkInfo,
-        apps::LoginProvider
+        apps::LoginProvider,
+        auth::IdTokenLogin,
+        auth::RefreshRequest,
+        auth::UserInfo,
+        auth::SessionResponse,
+        auth::MeResponse
     ))
 )]
 pub struct ApiDoc;
@@ -61,6 +78,11 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
     let v1 = Router::new()
         .route("/v1/app", get(apps::get_app))
         .route("/v1/enclave/attestation", get(system::attestation))
+        .route("/v1/auth/id-token", post(auth::id_token))
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/jwks.json", get(auth::jwks))
+        .route("/v1/me", get(auth::me))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             app_check::check,

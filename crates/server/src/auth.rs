@@ -1,0 +1,337 @@
+//! Login and sessions: ID token → user → session, refresh rotation, access-token checks.
+//!
+//! Handlers stay thin and pass in the time (Unix seconds) and a CSPRNG; the identity and
+//! store crates do the cryptography and the persistence.
+
+use keystead_identity::{
+    AccessClaims, AccessTokenError, IdClaims, IdTokenError, OidcVerifier, ProviderConfig,
+    SessionSigner, UserStatus, hash_token, id_prefix, new_id, new_refresh_token, user_status,
+};
+use keystead_store::{App, Session, Store, StoreError, User};
+use keystead_types::ErrorCode;
+use rand::CryptoRng;
+
+use crate::http::ApiError;
+
+/// How long an access token is valid.
+pub const ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
+/// How long a session (and so its refresh tokens) lives.
+pub const SESSION_TTL_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// The session signer and the ID-token verifier, shared by all requests.
+pub struct Auth {
+    pub signer: SessionSigner,
+    pub verifier: OidcVerifier,
+}
+
+/// A logged-in user's tokens and where they stand.
+#[derive(Debug)]
+pub struct Issued {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub user: User,
+    pub status: UserStatus,
+}
+
+/// Who made a request, from its access token.
+#[derive(Debug)]
+pub struct Caller {
+    pub claims: AccessClaims,
+}
+
+fn unauthenticated(message: impl Into<String>, reason: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, message).with_detail("reason", reason)
+}
+
+/// A refused ID token as a safe answer: the kind of reason, never the token.
+pub fn id_token_error(e: IdTokenError) -> ApiError {
+    let reason = match &e {
+        IdTokenError::Malformed => "malformed",
+        IdTokenError::UnsupportedAlgorithm => "unsupported_algorithm",
+        IdTokenError::UnknownKey => "unknown_key",
+        IdTokenError::BadSignature => "bad_signature",
+        IdTokenError::WrongIssuer => "wrong_issuer",
+        IdTokenError::WrongAudience => "wrong_audience",
+        IdTokenError::Expired => "expired",
+        IdTokenError::IssuedInFuture => "issued_in_future",
+        IdTokenError::NotYetValid => "not_yet_valid",
+        IdTokenError::Discovery(cause) => {
+            tracing::warn!(%cause, "OpenID provider unavailable");
+            return unauthenticated(
+                "the login provider could not be reached; try again shortly",
+                "provider_unavailable",
+            );
+        }
+    };
+    unauthenticated(e.to_string(), reason)
+}
+
+/// A refused access token as a safe answer.
+pub fn access_token_error(e: AccessTokenError) -> ApiError {
+    let reason = match e {
+        AccessTokenError::Malformed => "malformed",
+        AccessTokenError::UnsupportedAlgorithm => "unsupported_algorithm",
+        AccessTokenError::UnknownKey => "unknown_key",
+        AccessTokenError::BadSignature => "bad_signature",
+        AccessTokenError::WrongIssuer => "wrong_issuer",
+        AccessTokenError::WrongApp => "wrong_app",
+        AccessTokenError::Expired => "expired",
+        AccessTokenError::IssuedInFuture => "issued_in_future",
+    };
+    unauthenticated(e.to_string(), reason)
+}
+
+/// The bearer token of an `Authorization` header value, if it has one.
+pub fn bearer(header: Option<&str>) -> Result<&str, ApiError> {
+    header
+        .and_then(|h| {
+            let (scheme, token) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            unauthenticated(
+                "an Authorization: Bearer access token is required",
+                "missing_token",
+            )
+        })
+}
+
+impl Auth {
+    /// Logs in with an ID token from one of `app`'s providers.
+    pub async fn login<R: CryptoRng + ?Sized>(
+        &self,
+        store: &Store,
+        app: &App,
+        provider: &str,
+        id_token: &str,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Issued, ApiError> {
+        let provider = match store.get_app_provider(&app.id, provider).await {
+            Ok(p) if p.kind == "oidc" => p,
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "the app has no login provider of that name",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config = ProviderConfig {
+            name: provider.name.clone(),
+            issuer: provider.issuer,
+            client_id: provider.client_id,
+        };
+        let claims = self
+            .verifier
+            .verify(&config, id_token, now)
+            .await
+            .map_err(id_token_error)?;
+        let user = find_or_create_user(store, app, &provider.name, &claims, now, rng).await?;
+        self.open_session(store, app, user, now, rng).await
+    }
+
+    async fn open_session<R: CryptoRng + ?Sized>(
+        &self,
+        store: &Store,
+        app: &App,
+        user: User,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Issued, ApiError> {
+        let (refresh_token, refresh_hash) = new_refresh_token(rng);
+        let session = Session {
+            id: new_id(id_prefix::SESSION, rng),
+            app_id: app.id.clone(),
+            user_id: user.id.clone(),
+            created_at: secs(now),
+            expires_at: secs(now.saturating_add(SESSION_TTL_SECS)),
+            revoked_at: None,
+        };
+        store.create_session(&session, &refresh_hash).await?;
+        self.issue(store, &session, user, refresh_token, now, rng)
+            .await
+    }
+
+    async fn issue<R: CryptoRng + ?Sized>(
+        &self,
+        store: &Store,
+        session: &Session,
+        user: User,
+        refresh_token: String,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Issued, ApiError> {
+        let status = status_of(store, &session.app_id, &user.id).await?;
+        let access_token = self.signer.issue_access_token(
+            &AccessClaims {
+                app_id: session.app_id.clone(),
+                user_id: user.id.clone(),
+                session_id: session.id.clone(),
+            },
+            now,
+            ACCESS_TOKEN_TTL_SECS,
+            rng,
+        );
+        Ok(Issued {
+            access_token,
+            refresh_token,
+            expires_in: ACCESS_TOKEN_TTL_SECS,
+            user,
+            status,
+        })
+    }
+
+    /// Rotates a refresh token. A spent one revokes its session (the store does it).
+    pub async fn refresh<R: CryptoRng + ?Sized>(
+        &self,
+        store: &Store,
+        app: &App,
+        refresh_token: &str,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Issued, ApiError> {
+        let (new_token, new_hash) = new_refresh_token(rng);
+        let session = match store
+            .rotate_refresh(&app.id, &hash_token(refresh_token), &new_hash, secs(now))
+            .await
+        {
+            Ok(session) => session,
+            Err(StoreError::NotFound) => {
+                return Err(unauthenticated(
+                    "the refresh token is invalid or its session has ended",
+                    "invalid_refresh_token",
+                ));
+            }
+            Err(StoreError::RefreshReuse) => {
+                tracing::warn!(app = %app.id, "refresh token reused; session revoked");
+                return Err(unauthenticated(
+                    "the refresh token was already used; the session is revoked",
+                    "refresh_token_reused",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let user = store.get_user(&app.id, &session.user_id).await?;
+        self.issue(store, &session, user, new_token, now, rng).await
+    }
+
+    /// Checks an access token for `app`, and that its session is still live.
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        app: &App,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> Result<Caller, ApiError> {
+        let token = bearer(authorization)?;
+        let claims = self
+            .signer
+            .verify_access_token(token, &app.id, now)
+            .map_err(access_token_error)?;
+        let ended = || unauthenticated("the session has ended", "session_ended");
+        match store.get_session(&app.id, &claims.session_id).await {
+            Ok(s) if s.is_live(secs(now)) && s.user_id == claims.user_id => Ok(Caller { claims }),
+            Ok(_) | Err(StoreError::NotFound) => Err(ended()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// What the user must do next in this app.
+pub async fn status_of(store: &Store, app_id: &str, user_id: &str) -> Result<UserStatus, ApiError> {
+    let has_wallet = store.wallet_for_user(app_id, user_id).await?.is_some();
+    Ok(user_status(has_wallet, false))
+}
+
+async fn find_or_create_user<R: CryptoRng + ?Sized>(
+    store: &Store,
+    app: &App,
+    provider: &str,
+    claims: &IdClaims,
+    now: u64,
+    rng: &mut R,
+) -> Result<User, ApiError> {
+    // An email the provider says is unverified is not kept.
+    let email = claims
+        .email
+        .clone()
+        .filter(|_| claims.email_verified != Some(false));
+    if let Some(mut user) = store
+        .find_user_by_identity(&app.id, provider, &claims.subject)
+        .await?
+    {
+        if email.is_some() && email != user.email {
+            store
+                .set_user_email(&app.id, &user.id, email.as_deref())
+                .await?;
+            user.email = email;
+        }
+        return Ok(user);
+    }
+    let user = User {
+        id: new_id(id_prefix::USER, rng),
+        app_id: app.id.clone(),
+        email,
+        created_at: secs(now),
+    };
+    match store
+        .create_user_with_identity(&user, provider, &claims.subject)
+        .await
+    {
+        Ok(()) => Ok(user),
+        // A concurrent first login for the same identity won: use its user.
+        Err(StoreError::Conflict) => store
+            .find_user_by_identity(&app.id, provider, &claims.subject)
+            .await?
+            .ok_or_else(|| ApiError::internal("identity conflict without a user")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn secs(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_parsed() {
+        assert_eq!(bearer(Some("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer(Some("bearer  abc ")).unwrap(), "abc");
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Basic abc"),
+        ] {
+            let e = bearer(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Unauthenticated, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_reason_kind() {
+        let e = id_token_error(IdTokenError::WrongAudience);
+        assert_eq!(e.code, ErrorCode::Unauthenticated);
+        assert_eq!(e.details["reason"], "wrong_audience");
+        let e = id_token_error(IdTokenError::Discovery("http://x: refused".into()));
+        assert_eq!(e.details["reason"], "provider_unavailable");
+        assert!(!e.message.contains("http://x"));
+        let e = access_token_error(AccessTokenError::WrongApp);
+        assert_eq!(e.details["reason"], "wrong_app");
+    }
+}
