@@ -73,10 +73,6 @@ impl EnclaveClient {
         }
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// Sends one request and waits for its reply, within `request_timeout`.
     pub async fn call(&self, request: Request) -> Result<Reply, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -175,10 +175,6 @@ impl EnclaveService {
         })
     }
 
-    pub fn public_key(&self) -> [u8; 32] {
-        self.hpke.public_key()
-    }
-
     pub async fn handle(&self, request: Request) -> Reply {
         let handled = match request {
             Request::Ping => Ok((Response::Pong(self.health.clone()), None)),

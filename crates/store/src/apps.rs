@@ -170,6 +170,18 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Whether any app has registered `origin`: what a CORS preflight, which names no
+    /// app, can be answered from. One query, however many apps there are.
+    pub async fn origin_registered_anywhere(&self, origin: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT origin FROM app_origins WHERE origin = $1 LIMIT 1";
+        let row: Option<String> = with_pool!(self, |pool| sqlx::query_scalar(SQL)
+            .bind(origin)
+            .fetch_optional(pool)
+            .await
+            .db())?;
+        Ok(row.is_some())
+    }
+
     /// Adds an identity provider to an app, or replaces the one with the same name.
     /// `NotFound` if the app does not exist.
     pub async fn put_app_provider(&self, provider: &AppProvider) -> Result<(), StoreError> {

@@ -292,6 +292,19 @@ mod cases {
                 .await
                 .unwrap()
         );
+        // A preflight names no app: the origin counts if any app registered it.
+        assert!(
+            store
+                .origin_registered_anywhere("https://a.example")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .origin_registered_anywhere("https://evil.example")
+                .await
+                .unwrap()
+        );
         store
             .remove_app_origin("app_a", "https://b.example")
             .await

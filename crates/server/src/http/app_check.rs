@@ -38,7 +38,7 @@ pub async fn check(State(state): State<SharedState>, mut req: Request, next: Nex
         let Some(origin) = origin else {
             return StatusCode::NO_CONTENT.into_response();
         };
-        return match origin_registered(&state, &origin).await {
+        return match state.store.origin_registered_anywhere(&origin).await {
             Ok(true) => preflight(&origin),
             Ok(false) => forbidden_origin(),
             Err(e) => ApiError::from(e).into_response(),
@@ -104,15 +104,6 @@ async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<App
 
 /// Whether any app registered this origin. One query per app: the store has no
 /// cross-app origin lookup yet, and preflights are cached by browsers (`Max-Age`).
-async fn origin_registered(state: &SharedState, origin: &str) -> Result<bool, StoreError> {
-    for app in state.store.list_apps().await? {
-        if state.store.app_allows_origin(&app.id, origin).await? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 fn preflight(origin: &str) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
