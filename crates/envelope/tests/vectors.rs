@@ -19,7 +19,14 @@ use keystead_envelope::{
 };
 use serde_json::{Value, json};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors.json");
+/// Resolved when the test runs, not when it is built: a build cached from a checkout at
+/// another path (CI shares its target directory) must still find this checkout's file.
+fn vectors_path() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default()
+        .join("tests/vectors.json")
+}
 
 const ENCLAVE_SK: &str = "084300850cfb307927560265e23a2f0d9801f87d775efe954dca0c0f7a012215";
 const PIN_IKM_E: &str = "043bd06712c1afb45a1a3b14155ec80b745fdbcba4c77be0e350e1fdff640ab1";
@@ -206,7 +213,7 @@ fn generate() -> Value {
 }
 
 fn stored() -> Value {
-    let text = std::fs::read_to_string(VECTORS).expect("tests/vectors.json");
+    let text = std::fs::read_to_string(vectors_path()).expect("tests/vectors.json");
     serde_json::from_str(&text).expect("tests/vectors.json is JSON")
 }
 
@@ -225,7 +232,7 @@ fn vectors_file_is_current() {
     let generated = generate();
     if std::env::var_os("KEYSTEAD_WRITE_VECTORS").is_some() {
         let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
-        std::fs::write(VECTORS, &text).unwrap();
+        std::fs::write(vectors_path(), &text).unwrap();
         println!("{text}");
     }
     assert_eq!(

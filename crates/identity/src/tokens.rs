@@ -22,6 +22,9 @@ pub mod id_prefix {
     pub const USER: &str = "usr";
     pub const IDENTITY: &str = "idn";
     pub const SESSION: &str = "ses";
+    pub const WALLET: &str = "wal";
+    pub const ACCOUNT: &str = "acc";
+    pub const TRANSACTION: &str = "tx";
 }
 
 /// Lowercase Crockford base32: no `i`, `l`, `o`, `u`, so ids read back unambiguously.

@@ -36,6 +36,8 @@ pub struct Config {
     pub enclave: EnclaveConfig,
     /// Networks as `ID=CHAIN_ID@RPC_URL`.
     pub networks: Vec<String>,
+    /// How often pending transactions' receipts are looked up and the outbox replayed.
+    pub chain_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +68,7 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             enclave: EnclaveConfig::default(),
             networks: Vec::new(),
+            chain_poll_ms: 1_000,
         }
     }
 }
@@ -110,6 +113,7 @@ const ENV_KEYS: &[&str] = &[
     "log_json",
     "max_body_bytes",
     "networks",
+    "chain_poll_ms",
     "enclave__binary",
     "enclave__socket",
     "enclave__kms_keyring",
@@ -148,6 +152,7 @@ impl Config {
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.resolve_files()?;
+        config.networks = dev_default_networks(&config);
         config.validate()?;
         Ok(config)
     }
@@ -196,6 +201,17 @@ impl Config {
         })
     }
 
+    /// The configured networks, parsed (`ID=CHAIN_ID@RPC_URL[,RPC_URL...]`).
+    pub fn network_configs(&self) -> Result<Vec<keystead_chains::NetworkConfig>, ConfigError> {
+        self.networks
+            .iter()
+            .map(|spec| {
+                spec.parse()
+                    .map_err(|e: keystead_chains::ConfigError| ConfigError::Invalid(e.to_string()))
+            })
+            .collect()
+    }
+
     pub fn enclave_socket(&self) -> PathBuf {
         self.enclave
             .socket
@@ -224,6 +240,20 @@ impl Config {
             shown.database_url = Some(redact_url(url));
         }
         shown
+    }
+}
+
+/// The network `keystead serve --dev` adds when none is configured: a local chain
+/// (anvil, hardhat) at its usual address.
+pub const DEV_NETWORK: &str = "local=31337@http://127.0.0.1:8545";
+
+/// The networks `config` runs with: the configured ones, or in development mode with none
+/// configured, [`DEV_NETWORK`]. Without `dev`, exactly the configured ones.
+pub fn dev_default_networks(config: &Config) -> Vec<String> {
+    if config.dev && config.networks.is_empty() {
+        vec![DEV_NETWORK.to_string()]
+    } else {
+        config.networks.clone()
     }
 }
 
@@ -331,6 +361,33 @@ mod tests {
         ] {
             assert!(parse_network(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn dev_mode_adds_the_local_network_only_when_none_is_configured() {
+        let load = |flags: &FlagOverrides| {
+            Config::load_from(None, flags, Env::prefixed("KEYSTEAD_NONE_")).unwrap()
+        };
+        assert!(load(&FlagOverrides::default()).networks.is_empty());
+        let dev = FlagOverrides {
+            dev: true,
+            ..Default::default()
+        };
+        assert_eq!(load(&dev).networks, vec![DEV_NETWORK.to_string()]);
+        let (id, chain_id, url) = parse_network(DEV_NETWORK).unwrap();
+        assert_eq!(
+            (id.as_str(), chain_id, url.as_str()),
+            ("local", 31337, "http://127.0.0.1:8545")
+        );
+        let explicit = FlagOverrides {
+            dev: true,
+            networks: vec!["sepolia=11155111@https://rpc.example".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            load(&explicit).networks,
+            vec!["sepolia=11155111@https://rpc.example".to_string()]
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ enum Command {
         #[command(subcommand)]
         command: AppCommand,
     },
+    /// The command-line wallet: log in, create a wallet, sign, send.
+    Wallet(keystead_client::cli::WalletArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,11 +138,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(flags) => {
             let config = load(&flags)?;
             init_logging(config.log_json);
-            if config.dev {
-                tracing::warn!(
-                    "DEVELOPMENT MODE: demo app, development OpenID issuer and a local chain are enabled"
-                );
-            }
+            // `--dev` announces itself loudly once set up (see `keystead_server::dev`).
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -163,6 +161,9 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::App { command } => app_command(command),
+        Command::Wallet(args) => {
+            std::process::exit(keystead_client::cli::run_blocking(args).into())
+        }
     }
 }
 

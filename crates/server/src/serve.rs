@@ -16,12 +16,23 @@ use crate::admin::open_store;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{AppState, router};
+use crate::locks::Locks;
 use crate::metrics::Metrics;
 use crate::supervisor::{EnclaveCommand, supervise};
+use keystead_chains::ChainRegistry;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    // `--dev` only: the demo app and the development issuer's routes (none without it).
+    let dev_routes =
+        crate::dev::start(&config, &store, crate::auth::now(), &mut OsRng.unwrap_err()).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let chains = Arc::new(
+        ChainRegistry::new(config.network_configs()?).context("configuring the networks")?,
+    );
+    for network in chains.configs() {
+        tracing::info!(network = %network.id, chain_id = network.chain_id, "network configured");
+    }
 
     let supervisor = if config.enclave.supervise {
         let command =
@@ -54,8 +65,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: Metrics::default(),
         readiness_timeout: Duration::from_secs(2),
         auth,
+        chains,
+        wallet_locks: Locks::new(1024),
+        account_locks: Locks::new(1024),
     });
-    let app = router(state, config.max_body_bytes);
+    let tracker = tokio::spawn(crate::tracker::run(
+        state.clone(),
+        Duration::from_millis(config.chain_poll_ms),
+        shutdown_rx.clone(),
+    ));
+    let app = router(state, config.max_body_bytes).merge(dev_routes);
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -73,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     let _ = shutdown_tx.send(true);
+    let _ = tracker.await;
     if let Some(supervisor) = supervisor {
         let _ = supervisor.await;
     }

@@ -38,4 +38,32 @@ impl Store {
             .db())?;
         from_db_int(reserved, "nonce")
     }
+
+    /// Gives back a nonce that was reserved but never reached a node (the enclave refused
+    /// to sign, or the node refused the transaction), if it is still the last one handed
+    /// out. Returns whether it was given back; `false` means a later nonce was reserved
+    /// meanwhile, and the caller must not reuse this one.
+    pub async fn release_nonce(
+        &self,
+        chain_id: u64,
+        address: &str,
+        nonce: u64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE nonces SET next_nonce = $3 \
+             WHERE chain_id = $1 AND address = $2 AND next_nonce = $3 + 1";
+        let chain_id = to_db_int(chain_id, "chain id")?;
+        let nonce = to_db_int(nonce, "nonce")?;
+        if nonce == i64::MAX {
+            return Ok(false);
+        }
+        let n = with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(chain_id)
+            .bind(address)
+            .bind(nonce)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .db())?;
+        Ok(n > 0)
+    }
 }

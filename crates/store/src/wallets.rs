@@ -29,6 +29,52 @@ impl Store {
             .db())
     }
 
+    /// Stores a new wallet and its first accounts in one transaction, so no wallet is
+    /// ever stored without its accounts. `Conflict` as [`Store::create_wallet`] (nothing is
+    /// stored then).
+    pub async fn create_wallet_with_accounts(
+        &self,
+        wallet: &WalletRow,
+        accounts: &[AccountRow],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO wallets \
+             (id, app_id, user_id, record, record_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        let account_sql = format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.db()?;
+            sqlx::query(SQL)
+                .bind(&wallet.id)
+                .bind(&wallet.app_id)
+                .bind(&wallet.user_id)
+                .bind(&wallet.record)
+                .bind(wallet.record_version)
+                .bind(wallet.created_at)
+                .bind(wallet.updated_at)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            for account in accounts {
+                sqlx::query(&account_sql)
+                    .bind(&account.id)
+                    .bind(&account.wallet_id)
+                    .bind(&account.app_id)
+                    .bind(&account.network)
+                    .bind(&account.family)
+                    .bind(&account.address)
+                    .bind(&account.path)
+                    .bind(i64::from(account.idx))
+                    .bind(account.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+            }
+            tx.commit().await.db()
+        })
+    }
+
     /// The wallet with this id in this app.
     pub async fn get_wallet(&self, app_id: &str, id: &str) -> Result<WalletRow, StoreError> {
         let sql = format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE app_id = $1 AND id = $2");
@@ -108,6 +154,29 @@ impl Store {
             .execute(pool)
             .await
             .map(|_| ())
+            .db())
+    }
+
+    /// Stores an account unless the wallet already has one at its (network, idx): for
+    /// networks configured after the wallet was made. Returns whether it was stored.
+    pub async fn add_account_if_missing(&self, account: &AccountRow) -> Result<bool, StoreError> {
+        let sql = format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (wallet_id, network, idx) DO NOTHING"
+        );
+        with_pool!(self, |pool| sqlx::query(&sql)
+            .bind(&account.id)
+            .bind(&account.wallet_id)
+            .bind(&account.app_id)
+            .bind(&account.network)
+            .bind(&account.family)
+            .bind(&account.address)
+            .bind(&account.path)
+            .bind(i64::from(account.idx))
+            .bind(account.created_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
             .db())
     }
 

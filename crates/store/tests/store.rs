@@ -51,6 +51,9 @@ store_tests!(
     idempotent_insert_returns_existing_tx,
     outbox_pending_confirm_transitions,
     records_round_trip_arbitrary_bytes,
+    wallet_with_accounts_is_all_or_nothing,
+    missing_accounts_are_added_once,
+    released_nonce_is_reused_only_when_last,
 );
 
 #[tokio::test]
@@ -604,6 +607,73 @@ mod cases {
             store.create_account(&orphan).await,
             Err(StoreError::NotFound)
         );
+    }
+
+    pub async fn wallet_with_accounts_is_all_or_nothing(store: Store) {
+        seed_app(&store, "app_a").await;
+        seed_user(&store, "app_a", "usr_1").await;
+        let w = wallet("wal_1", "app_a", "usr_1", b"rec");
+        let a = account("acc_1", "wal_1", "app_a", "local", 0);
+        let b = account("acc_2", "wal_1", "app_a", "base", 0);
+        store
+            .create_wallet_with_accounts(&w, &[a.clone(), b.clone()])
+            .await
+            .unwrap();
+        let listed = store.list_accounts("app_a", "wal_1").await.unwrap();
+        assert_eq!(listed, [b, a]);
+        // A second wallet for the same user fails as a whole: neither it nor its
+        // account is stored.
+        let w2 = wallet("wal_2", "app_a", "usr_1", b"rec");
+        let a2 = account("acc_3", "wal_2", "app_a", "local", 0);
+        assert_eq!(
+            store.create_wallet_with_accounts(&w2, &[a2]).await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(
+            store.get_wallet("app_a", "wal_2").await,
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.get_account("app_a", "acc_3").await,
+            Err(StoreError::NotFound)
+        );
+        // A failing account insert rolls the wallet back too.
+        seed_user(&store, "app_a", "usr_2").await;
+        let w3 = wallet("wal_3", "app_a", "usr_2", b"rec");
+        let taken = account("acc_1", "wal_3", "app_a", "local", 0);
+        assert_eq!(
+            store.create_wallet_with_accounts(&w3, &[taken]).await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(store.wallet_for_user("app_a", "usr_2").await, Ok(None));
+    }
+
+    pub async fn missing_accounts_are_added_once(store: Store) {
+        let (_, wal, _) = seed_owner(&store, "app_a").await;
+        let base = account("acc_b1", &wal, "app_a", "base", 0);
+        assert_eq!(store.add_account_if_missing(&base).await, Ok(true));
+        let again = account("acc_b2", &wal, "app_a", "base", 0);
+        assert_eq!(store.add_account_if_missing(&again).await, Ok(false));
+        assert_eq!(
+            store.get_account("app_a", "acc_b2").await,
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(store.list_accounts("app_a", &wal).await.unwrap().len(), 2);
+    }
+
+    pub async fn released_nonce_is_reused_only_when_last(store: Store) {
+        let addr = "0xabc";
+        assert_eq!(store.reserve_nonce(1, addr, 0).await, Ok(0));
+        assert_eq!(store.release_nonce(1, addr, 0).await, Ok(true));
+        assert_eq!(store.reserve_nonce(1, addr, 0).await, Ok(0));
+        assert_eq!(store.reserve_nonce(1, addr, 0).await, Ok(1));
+        // Nonce 0 is no longer the last one handed out: it stays spent.
+        assert_eq!(store.release_nonce(1, addr, 0).await, Ok(false));
+        assert_eq!(store.reserve_nonce(1, addr, 0).await, Ok(2));
+        // Never-reserved counters and other chains are untouched.
+        assert_eq!(store.release_nonce(1, "0xnone", 0).await, Ok(false));
+        assert_eq!(store.release_nonce(2, addr, 2).await, Ok(false));
+        assert_eq!(store.reserve_nonce(1, addr, 0).await, Ok(3));
     }
 
     pub async fn apps_are_isolated(store: Store) {

@@ -16,6 +16,7 @@ use keystead_envelope::{HpkeKeyPair, Operation, PinPayload, Sealed};
 pub mod anvil;
 pub mod memory;
 pub mod oidc;
+pub mod oidc_provider;
 
 /// A binary of this workspace, built beside the running test (cargo builds every
 /// workspace binary before running a workspace's tests).

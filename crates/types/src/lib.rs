@@ -30,6 +30,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// A retried request whose `Idempotency-Key` was used with a different body.
     IdempotencyConflict,
+    /// The node says the transaction's nonce is already used (sent from elsewhere).
+    NonceTooLow,
+    /// The node refuses the fees as too low for its mempool.
+    FeeTooLow,
 }
 
 impl ErrorCode {
@@ -53,6 +57,8 @@ impl ErrorCode {
             ErrorCode::WeakPin => "weak_pin",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::NonceTooLow => "nonce_too_low",
+            ErrorCode::FeeTooLow => "fee_too_low",
         }
     }
 }

@@ -56,8 +56,18 @@ pub async fn get_app(
     Ok(Json(AppInfo {
         app_id: app.id,
         name: app.name,
-        // Networks come from the configuration in a later step.
-        networks: Vec::new(),
+        networks: state
+            .chains
+            .configs()
+            .map(|n| NetworkInfo {
+                id: n.id.clone(),
+                family: "evm".into(),
+                chain_id: n.chain_id,
+                name: n.name.clone(),
+                symbol: n.symbol.clone(),
+                decimals: n.decimals,
+            })
+            .collect(),
         login_providers: providers
             .into_iter()
             .map(|p| LoginProvider {

@@ -44,13 +44,15 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::ForbiddenOrigin => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::WalletExists | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
+        ErrorCode::WalletExists | ErrorCode::IdempotencyConflict | ErrorCode::NonceTooLow => {
+            StatusCode::CONFLICT
+        }
         ErrorCode::WalletRequired => StatusCode::PRECONDITION_REQUIRED,
         ErrorCode::WrongPin | ErrorCode::WrongRecoveryCode | ErrorCode::EnvelopeRejected => {
             StatusCode::FORBIDDEN
         }
         ErrorCode::WalletLocked | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::InsufficientFunds => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InsufficientFunds | ErrorCode::FeeTooLow => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::ChainUnavailable => StatusCode::BAD_GATEWAY,
         ErrorCode::EnclaveUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -158,3 +160,39 @@ impl From<keystead_store::StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<keystead_chains::ChainError> for ApiError {
+    fn from(e: keystead_chains::ChainError) -> Self {
+        use keystead_chains::ChainError;
+        match e {
+            ChainError::InsufficientFunds => ApiError::new(
+                ErrorCode::InsufficientFunds,
+                "the account cannot pay the value and the fee",
+            ),
+            ChainError::NonceTooLow => ApiError::new(
+                ErrorCode::NonceTooLow,
+                "the node has already seen this nonce; prepare and send again",
+            ),
+            ChainError::Underpriced => ApiError::new(
+                ErrorCode::FeeTooLow,
+                "the fee is too low for the node; prepare again for a current fee",
+            ),
+            ChainError::Unavailable(cause) => {
+                tracing::warn!(%cause, "chain unavailable");
+                ApiError::new(
+                    ErrorCode::ChainUnavailable,
+                    "the network's node could not be reached; try again shortly",
+                )
+            }
+            ChainError::WrongChain { expected, got } => {
+                tracing::error!(expected, got, "a node serves another chain than configured");
+                ApiError::new(
+                    ErrorCode::ChainUnavailable,
+                    "the network's node serves another chain; nothing was sent",
+                )
+            }
+            // Reverts and other refusals: the node's (already shortened) words.
+            ChainError::Rpc(message) => ApiError::new(ErrorCode::InvalidRequest, message),
+        }
+    }
+}

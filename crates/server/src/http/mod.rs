@@ -4,7 +4,10 @@ mod app_check;
 mod apps;
 mod auth;
 pub mod error;
+mod extract;
 mod system;
+mod tx;
+mod wallet;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,11 @@ pub struct AppState {
     pub metrics: Metrics,
     pub readiness_timeout: Duration,
     pub auth: crate::auth::Auth,
+    pub chains: Arc<keystead_chains::ChainRegistry>,
+    /// One enclave operation at a time per wallet (its PIN counter is in its record).
+    pub wallet_locks: crate::locks::Locks,
+    /// One send at a time per (chain, sender), so a refused nonce can be given back.
+    pub account_locks: crate::locks::Locks,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -50,7 +58,19 @@ pub type SharedState = Arc<AppState>;
         auth::refresh,
         auth::logout,
         auth::me,
-        auth::jwks
+        auth::jwks,
+        wallet::create,
+        wallet::accounts,
+        wallet::balance,
+        wallet::change_pin,
+        wallet::recover,
+        wallet::export,
+        wallet::sign_message,
+        wallet::sign_typed_data,
+        tx::prepare,
+        tx::sign,
+        tx::send,
+        tx::get
     ),
     components(schemas(
         keystead_types::ErrorBody,
@@ -64,7 +84,29 @@ pub type SharedState = Arc<AppState>;
         auth::RefreshRequest,
         auth::UserInfo,
         auth::SessionResponse,
-        auth::MeResponse
+        auth::MeResponse,
+        wallet::SealedValue,
+        wallet::CreateWalletRequest,
+        wallet::CreateWalletResponse,
+        wallet::Account,
+        wallet::AccountsResponse,
+        wallet::Amount,
+        wallet::TokenAmount,
+        wallet::BalanceResponse,
+        wallet::ChangePinBody,
+        wallet::RecoverBody,
+        wallet::ExportBody,
+        wallet::ExportResponse,
+        wallet::MessageEncoding,
+        wallet::SignMessageBody,
+        wallet::SignTypedDataBody,
+        wallet::SignatureResponse,
+        crate::transfer::Intent,
+        tx::PrepareBody,
+        tx::PrepareResponse,
+        tx::SignTxBody,
+        tx::SignedTxResponse,
+        tx::TxResponse
     ))
 )]
 pub struct ApiDoc;
@@ -83,6 +125,18 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/jwks.json", get(auth::jwks))
         .route("/v1/me", get(auth::me))
+        .route("/v1/wallet", post(wallet::create))
+        .route("/v1/wallet/pin", post(wallet::change_pin))
+        .route("/v1/wallet/recover", post(wallet::recover))
+        .route("/v1/wallet/export", post(wallet::export))
+        .route("/v1/accounts", get(wallet::accounts))
+        .route("/v1/accounts/{id}/balance", get(wallet::balance))
+        .route("/v1/sign/message", post(wallet::sign_message))
+        .route("/v1/sign/typed-data", post(wallet::sign_typed_data))
+        .route("/v1/tx/prepare", post(tx::prepare))
+        .route("/v1/tx/sign", post(tx::sign))
+        .route("/v1/tx/send", post(tx::send))
+        .route("/v1/tx/{id}", get(tx::get))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             app_check::check,

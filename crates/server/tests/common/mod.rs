@@ -108,3 +108,31 @@ pub fn create_app(dir: &Path, name: &str, origins: &[&str]) -> (String, String) 
         created["appKey"].as_str().unwrap().to_string(),
     )
 }
+
+/// Where [`start_with_args`] writes the server's stderr: `stderr.log` in its data
+/// directory.
+pub fn stderr_path(server: &Server) -> std::path::PathBuf {
+    server.dir.path().join("stderr.log")
+}
+
+/// Starts `keystead serve --listen (a free port) --data-dir DIR ARGS...`, its stderr in
+/// [`stderr_path`].
+pub fn start_with_args(dir: tempfile::TempDir, args: &[&str]) -> Server {
+    let port = free_port();
+    let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_keystead"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("KEYSTEAD_LOG", "error")
+        .stdin(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        dir,
+    }
+}
