@@ -102,6 +102,15 @@ impl NetworkConfig {
         }
     }
 
+    /// The same configuration with every RPC URL cut to its scheme, host and port (they
+    /// often carry an API key), for display.
+    pub fn redacted(&self) -> NetworkConfig {
+        NetworkConfig {
+            rpc_urls: self.rpc_urls.iter().map(|u| redact_url_text(u)).collect(),
+            ..self.clone()
+        }
+    }
+
     /// Checks the values: an id of `a-z 0-9 - _` (1 to 64 characters), a non-zero
     /// chain id, a non-empty symbol, at least one `http`/`https` URL, a non-zero timeout.
     pub fn validate(&self) -> Result<(), ConfigError> {

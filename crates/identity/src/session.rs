@@ -73,6 +73,8 @@ pub enum KeyFileError {
     InvalidFile { path: PathBuf },
     #[error("invalid session key: {0}")]
     Invalid(&'static str),
+    #[error("session key file {path} is readable by group or others; chmod 600 it")]
+    TooOpen { path: PathBuf },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
@@ -220,8 +222,8 @@ impl SessionSigner {
             .unwrap_or_else(|_| Zeroizing::new(String::new()))
     }
 
-    /// Loads the key at `path`. A file readable by group or others is loaded with a
-    /// warning.
+    /// Loads the key at `path`. A file group or others can read or write is refused: anyone
+    /// who reads it can mint access tokens for every user.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
         let metadata = std::fs::metadata(path).map_err(io_error(path))?;
         if metadata.len() > MAX_KEY_FILE_BYTES {
@@ -230,7 +232,9 @@ impl SessionSigner {
             });
         }
         if metadata.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "session key file is readable by group or others; chmod 600 it");
+            return Err(KeyFileError::TooOpen {
+                path: path.to_path_buf(),
+            });
         }
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io_error(path))?);
         Self::from_pkcs8_pem(&text).map_err(|_| KeyFileError::InvalidFile {

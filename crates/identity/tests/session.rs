@@ -268,6 +268,7 @@ fn bad_key_files_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("garbage.pem");
     std::fs::write(&path, "not a key").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(matches!(
         SessionSigner::load_or_create(&path, &mut rng()),
         Err(KeyFileError::InvalidFile { .. })
@@ -281,6 +282,19 @@ fn bad_key_files_refused() {
         SessionSigner::load(&dir.path().join("missing.pem")),
         Err(KeyFileError::Io { .. })
     ));
+    // A key others could read is refused, not used: it may already have leaked.
+    let open = dir.path().join("open.pem");
+    SessionSigner::load_or_create(&open, &mut rng()).unwrap();
+    for mode in [0o644, 0o640, 0o604, 0o620] {
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert!(
+            matches!(
+                SessionSigner::load_or_create(&open, &mut rng()),
+                Err(KeyFileError::TooOpen { .. })
+            ),
+            "{mode:o}"
+        );
+    }
     // openssl's form of an Ed25519 key is accepted.
     let openssl = "-----BEGIN PRIVATE KEY-----\n\
                    MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\

@@ -193,29 +193,26 @@ pub async fn create_app<R: CryptoRng + ?Sized>(
 ) -> anyhow::Result<CreatedApp> {
     let app_id = new_id(id_prefix::APP, rng);
     let (app_key, key_hash) = new_app_key(rng);
-    store
-        .create_app(&App {
-            id: app_id.clone(),
-            name: new.name.clone(),
-            created_at: now,
+    let providers: Vec<AppProvider> = new
+        .providers
+        .iter()
+        .map(|p| AppProvider {
+            app_id: app_id.clone(),
+            name: p.name.clone(),
+            kind: "oidc".into(),
+            issuer: p.issuer.clone(),
+            client_id: p.client_id.clone(),
         })
+        .collect();
+    let app = App {
+        id: app_id.clone(),
+        name: new.name.clone(),
+        created_at: now,
+    };
+    store
+        .create_app_with(&app, &new.origins, &providers, &key_hash)
         .await
         .context("creating the app")?;
-    for origin in &new.origins {
-        store.add_app_origin(&app_id, origin).await?;
-    }
-    for p in &new.providers {
-        store
-            .put_app_provider(&AppProvider {
-                app_id: app_id.clone(),
-                name: p.name.clone(),
-                kind: "oidc".into(),
-                issuer: p.issuer.clone(),
-                client_id: p.client_id.clone(),
-            })
-            .await?;
-    }
-    store.add_app_key(&app_id, &key_hash, now).await?;
     Ok(CreatedApp { app_id, app_key })
 }
 

@@ -34,8 +34,10 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub enclave: EnclaveConfig,
-    /// Networks as `ID=CHAIN_ID@RPC_URL`.
-    pub networks: Vec<String>,
+    /// Networks: `ID=CHAIN_ID@RPC_URL[,RPC_URL…]` strings, or tables with a name,
+    /// symbol, decimals, several RPC URLs and a request timeout (see
+    /// [`keystead_chains::NetworkConfig`]).
+    pub networks: Vec<NetworkSpec>,
     /// How often pending transactions' receipts are looked up and the outbox replayed.
     pub chain_poll_ms: u64,
 }
@@ -83,6 +85,48 @@ impl Default for EnclaveConfig {
             request_timeout_ms: 5_000,
             supervise: true,
         }
+    }
+}
+
+/// One configured network, in either form.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NetworkSpec {
+    /// `ID=CHAIN_ID@RPC_URL[,RPC_URL…]`, as `--network` takes it.
+    Short(String),
+    /// A `[[networks]]` table.
+    Full(keystead_chains::NetworkConfig),
+}
+
+impl NetworkSpec {
+    pub fn config(&self) -> Result<keystead_chains::NetworkConfig, ConfigError> {
+        match self {
+            NetworkSpec::Short(text) => text
+                .parse()
+                .map_err(|e: keystead_chains::ConfigError| ConfigError::Invalid(e.to_string())),
+            NetworkSpec::Full(config) => Ok(config.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for NetworkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.config() {
+            Ok(c) => write!(
+                f,
+                "{}={}@{}",
+                c.id,
+                c.chain_id,
+                c.redacted().rpc_urls.join(",")
+            ),
+            Err(_) => f.write_str("(invalid network)"),
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
     }
 }
 
@@ -181,9 +225,7 @@ impl Config {
                 "database_url must be sqlite:… or postgres://…".into(),
             ));
         }
-        for network in &self.networks {
-            parse_network(network)?;
-        }
+        self.network_configs()?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".into(),
@@ -201,15 +243,16 @@ impl Config {
         })
     }
 
-    /// The configured networks, parsed (`ID=CHAIN_ID@RPC_URL[,RPC_URL...]`).
+    /// The configured networks, parsed and checked (distinct ids and chain ids).
     pub fn network_configs(&self) -> Result<Vec<keystead_chains::NetworkConfig>, ConfigError> {
-        self.networks
+        let configs = self
+            .networks
             .iter()
-            .map(|spec| {
-                spec.parse()
-                    .map_err(|e: keystead_chains::ConfigError| ConfigError::Invalid(e.to_string()))
-            })
-            .collect()
+            .map(NetworkSpec::config)
+            .collect::<Result<Vec<_>, _>>()?;
+        keystead_chains::ChainRegistry::new(configs.clone())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(configs)
     }
 
     pub fn enclave_socket(&self) -> PathBuf {
@@ -239,6 +282,14 @@ impl Config {
         if let Some(url) = &shown.database_url {
             shown.database_url = Some(redact_url(url));
         }
+        shown.networks = shown
+            .networks
+            .iter()
+            .map(|n| match n.config() {
+                Ok(c) => NetworkSpec::Full(c.redacted()),
+                Err(_) => n.clone(),
+            })
+            .collect();
         shown
     }
 }
@@ -249,24 +300,12 @@ pub const DEV_NETWORK: &str = "local=31337@http://127.0.0.1:8545";
 
 /// The networks `config` runs with: the configured ones, or in development mode with none
 /// configured, [`DEV_NETWORK`]. Without `dev`, exactly the configured ones.
-pub fn dev_default_networks(config: &Config) -> Vec<String> {
+pub fn dev_default_networks(config: &Config) -> Vec<NetworkSpec> {
     if config.dev && config.networks.is_empty() {
-        vec![DEV_NETWORK.to_string()]
+        vec![NetworkSpec::Short(DEV_NETWORK.to_string())]
     } else {
         config.networks.clone()
     }
-}
-
-/// `ID=CHAIN_ID@RPC_URL`.
-pub fn parse_network(spec: &str) -> Result<(String, u64, String), ConfigError> {
-    let bad = || ConfigError::Invalid(format!("network {spec:?} is not ID=CHAIN_ID@RPC_URL"));
-    let (id, rest) = spec.split_once('=').ok_or_else(bad)?;
-    let (chain_id, url) = rest.split_once('@').ok_or_else(bad)?;
-    let chain_id = chain_id.parse().map_err(|_| bad())?;
-    if id.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(bad());
-    }
-    Ok((id.to_string(), chain_id, url.to_string()))
 }
 
 fn redact_url(url: &str) -> String {
@@ -345,22 +384,65 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
     }
 
+    fn short(text: &str) -> NetworkSpec {
+        NetworkSpec::Short(text.to_string())
+    }
+
     #[test]
     fn networks_are_checked() {
-        assert_eq!(
-            parse_network("local=31337@http://127.0.0.1:8545")
-                .unwrap()
-                .1,
-            31337
-        );
+        let local = short("local=31337@http://127.0.0.1:8545").config().unwrap();
+        assert_eq!((local.id.as_str(), local.chain_id), ("local", 31337));
         for bad in [
             "local",
             "local=x@http://a",
             "=1@http://a",
             "local=1@ftp://a",
         ] {
-            assert!(parse_network(bad).is_err(), "{bad}");
+            assert!(short(bad).config().is_err(), "{bad}");
         }
+        let twice = Config {
+            networks: vec![
+                short("a=1@http://127.0.0.1:1"),
+                short("b=1@http://127.0.0.1:2"),
+            ],
+            ..Config::default()
+        };
+        assert!(twice.validate().is_err(), "two networks with one chain id");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
+    fn networks_may_be_tables_with_fallback_urls() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "keystead.toml",
+                r#"
+networks = [
+  "local=31337@http://127.0.0.1:8545",
+  { id = "base", chain_id = 8453, name = "Base", symbol = "ETH", decimals = 18, rpc_urls = ["https://base.example/v1/SECRETKEY", "https://fallback.example"], request_timeout = "3s" },
+]
+"#,
+            )?;
+            let config = Config::load_from(
+                Some(Path::new("keystead.toml")),
+                &FlagOverrides::default(),
+                Env::prefixed("KEYSTEAD_NONE_"),
+            )
+            .map_err(|e| e.to_string())?;
+            let networks = config.network_configs().map_err(|e| e.to_string())?;
+            assert_eq!(networks.len(), 2);
+            let base = &networks[1];
+            assert_eq!((base.name.as_str(), base.chain_id), ("Base", 8453));
+            assert_eq!(base.rpc_urls.len(), 2);
+            assert_eq!(base.request_timeout, std::time::Duration::from_secs(3));
+            let shown = format!(
+                "{:?} {}",
+                config.redacted(),
+                serde_json::to_string(&config.redacted()).unwrap()
+            );
+            assert!(!shown.contains("SECRETKEY"), "{shown}");
+            Ok(())
+        });
     }
 
     #[test]
@@ -373,10 +455,14 @@ mod tests {
             dev: true,
             ..Default::default()
         };
-        assert_eq!(load(&dev).networks, vec![DEV_NETWORK.to_string()]);
-        let (id, chain_id, url) = parse_network(DEV_NETWORK).unwrap();
+        assert_eq!(load(&dev).networks, vec![short(DEV_NETWORK)]);
+        let local = short(DEV_NETWORK).config().unwrap();
         assert_eq!(
-            (id.as_str(), chain_id, url.as_str()),
+            (
+                local.id.as_str(),
+                local.chain_id,
+                local.rpc_urls[0].as_str()
+            ),
             ("local", 31337, "http://127.0.0.1:8545")
         );
         let explicit = FlagOverrides {
@@ -386,7 +472,7 @@ mod tests {
         };
         assert_eq!(
             load(&explicit).networks,
-            vec!["sepolia=11155111@https://rpc.example".to_string()]
+            vec![short("sepolia=11155111@https://rpc.example")]
         );
     }
 

@@ -524,7 +524,12 @@ fn announce(config: &Config, issuer: &str, demo: &DemoApp) {
     let networks = if config.networks.is_empty() {
         "none".to_string()
     } else {
-        config.networks.join(", ")
+        config
+            .networks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let line = "=".repeat(78);
     eprintln!(

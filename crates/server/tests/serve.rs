@@ -91,6 +91,41 @@ async fn serves_health_readiness_metrics_openapi_and_attestation() {
     );
     assert!(openapi["components"]["schemas"]["ErrorCode"].is_object());
     assert!(openapi["paths"]["/v1/app"]["get"].is_object(), "{openapi}");
+    // Every route of API.md's table is described.
+    for (path, method) in [
+        ("/v1/auth/id-token", "post"),
+        ("/v1/auth/refresh", "post"),
+        ("/v1/auth/logout", "post"),
+        ("/v1/me", "get"),
+        ("/v1/wallet", "post"),
+        ("/v1/wallet/pin", "post"),
+        ("/v1/wallet/recover", "post"),
+        ("/v1/wallet/export", "post"),
+        ("/v1/accounts", "get"),
+        ("/v1/accounts/{id}/balance", "get"),
+        ("/v1/sign/message", "post"),
+        ("/v1/sign/typed-data", "post"),
+        ("/v1/tx/prepare", "post"),
+        ("/v1/tx/sign", "post"),
+        ("/v1/tx/send", "post"),
+        ("/v1/tx/{id}", "get"),
+    ] {
+        assert!(
+            openapi["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    for schema in [
+        "Intent",
+        "TxResponse",
+        "CreateWalletResponse",
+        "SealedValue",
+    ] {
+        assert!(
+            openapi["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
 
     let metrics = http
         .get(format!("{}/metrics", server.base))

@@ -26,10 +26,20 @@ async fn funded_user(env: &Env, sub: &str, wei: u128) -> (User, Wallet) {
     (user, wallet)
 }
 
+/// The transaction's receipt, waiting for anvil to mine it (automine is asynchronous).
 fn receipt(env: &Env, hash: &str) -> Value {
-    env.anvil
-        .rpc("eth_getTransactionReceipt", json!([hash]))
-        .unwrap()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let receipt = env
+            .anvil
+            .rpc("eth_getTransactionReceipt", json!([hash]))
+            .unwrap();
+        if !receipt.is_null() {
+            return receipt;
+        }
+        assert!(Instant::now() < deadline, "no receipt for {hash}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn quantity(v: &Value) -> U256 {

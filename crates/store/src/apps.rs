@@ -3,11 +3,66 @@
 use crate::error::DbResultExt;
 use crate::{App, AppKey, AppProvider, Store, StoreError, found, with_pool};
 
+const INSERT_APP: &str = "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)";
+const INSERT_KEY: &str = "INSERT INTO app_keys (key_hash, app_id, created_at) VALUES ($1, $2, $3)";
+const INSERT_ORIGIN: &str = "INSERT INTO app_origins (app_id, origin) VALUES ($1, $2) \
+     ON CONFLICT (app_id, origin) DO NOTHING";
+const PUT_PROVIDER: &str = "INSERT INTO app_providers (app_id, name, kind, issuer, client_id) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, name) DO UPDATE \
+     SET kind = excluded.kind, issuer = excluded.issuer, client_id = excluded.client_id";
+
 impl Store {
+    /// Creates an app with its origins, identity providers and first key, all or nothing.
+    /// `Conflict` if the id or the key hash is taken (then nothing is stored).
+    pub async fn create_app_with(
+        &self,
+        app: &App,
+        origins: &[String],
+        providers: &[AppProvider],
+        key_hash: &str,
+    ) -> Result<(), StoreError> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await.db()?;
+            sqlx::query(INSERT_APP)
+                .bind(&app.id)
+                .bind(&app.name)
+                .bind(app.created_at)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            for origin in origins {
+                sqlx::query(INSERT_ORIGIN)
+                    .bind(&app.id)
+                    .bind(origin)
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+            }
+            for provider in providers {
+                sqlx::query(PUT_PROVIDER)
+                    .bind(&app.id)
+                    .bind(&provider.name)
+                    .bind(&provider.kind)
+                    .bind(&provider.issuer)
+                    .bind(&provider.client_id)
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+            }
+            sqlx::query(INSERT_KEY)
+                .bind(key_hash)
+                .bind(&app.id)
+                .bind(app.created_at)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            tx.commit().await.db()
+        })
+    }
+
     /// Creates an app. `Conflict` if the id is taken.
     pub async fn create_app(&self, app: &App) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)";
-        with_pool!(self, |pool| sqlx::query(SQL)
+        with_pool!(self, |pool| sqlx::query(INSERT_APP)
             .bind(&app.id)
             .bind(&app.name)
             .bind(app.created_at)
@@ -41,8 +96,7 @@ impl Store {
         key_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO app_keys (key_hash, app_id, created_at) VALUES ($1, $2, $3)";
-        with_pool!(self, |pool| sqlx::query(SQL)
+        with_pool!(self, |pool| sqlx::query(INSERT_KEY)
             .bind(key_hash)
             .bind(app_id)
             .bind(now)
@@ -124,9 +178,7 @@ impl Store {
     /// Allows an origin (e.g. `https://app.example`) for an app; adding it twice is fine.
     /// `NotFound` if the app does not exist.
     pub async fn add_app_origin(&self, app_id: &str, origin: &str) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO app_origins (app_id, origin) VALUES ($1, $2) \
-             ON CONFLICT (app_id, origin) DO NOTHING";
-        with_pool!(self, |pool| sqlx::query(SQL)
+        with_pool!(self, |pool| sqlx::query(INSERT_ORIGIN)
             .bind(app_id)
             .bind(origin)
             .execute(pool)
@@ -185,10 +237,7 @@ impl Store {
     /// Adds an identity provider to an app, or replaces the one with the same name.
     /// `NotFound` if the app does not exist.
     pub async fn put_app_provider(&self, provider: &AppProvider) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO app_providers (app_id, name, kind, issuer, client_id) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, name) DO UPDATE \
-             SET kind = excluded.kind, issuer = excluded.issuer, client_id = excluded.client_id";
-        with_pool!(self, |pool| sqlx::query(SQL)
+        with_pool!(self, |pool| sqlx::query(PUT_PROVIDER)
             .bind(&provider.app_id)
             .bind(&provider.name)
             .bind(&provider.kind)

@@ -102,6 +102,8 @@ pub(crate) use with_pool;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// SQLite file databases: the file locked while migrating.
+    migration_lock: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -109,8 +111,15 @@ impl Store {
     /// `sqlite::memory:`, or `postgres://...` / `postgresql://...`. SQLite runs in WAL mode
     /// with a 5 s busy timeout and foreign keys on. Does not run migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut migration_lock = None;
         let pool = if url.starts_with("sqlite:") {
-            Pool::Sqlite(connect_sqlite(url).await?)
+            let pool = connect_sqlite(url).await?;
+            if !is_in_memory(url) {
+                let mut path = pool.connect_options().get_filename().as_os_str().to_owned();
+                path.push("-migrate.lock");
+                migration_lock = Some(path.into());
+            }
+            Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pool::Postgres(PgPoolOptions::new().connect(url).await.db()?)
         } else {
@@ -118,7 +127,10 @@ impl Store {
                 "unsupported database URL: expected sqlite:... or postgres://...".into(),
             ));
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            migration_lock,
+        })
     }
 
     /// Which database this store talks to.
@@ -129,11 +141,19 @@ impl Store {
         }
     }
 
-    /// Applies every embedded migration not yet applied. Safe to run again, and (on
-    /// PostgreSQL, under an advisory lock) from several servers at once.
+    /// Applies every embedded migration not yet applied. Safe to run again, and from
+    /// several processes at once: under an advisory lock on PostgreSQL, and under an
+    /// exclusive lock on a file beside the database on SQLite (where sqlx takes none, so
+    /// `keystead app create` racing a first `keystead serve` could otherwise collide).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match &self.pool {
-            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pool::Sqlite(pool) => {
+                let _lock = match &self.migration_lock {
+                    Some(path) => Some(lock_file(path.clone()).await?),
+                    None => None,
+                };
+                SQLITE_MIGRATIONS.run(pool).await
+            }
             Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
         };
         result.map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -156,8 +176,28 @@ impl Store {
     }
 }
 
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Opens and exclusively locks `path` (created if missing); unlocked when dropped.
+async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Migration(format!("migration lock task: {e}")))?
+    .map_err(|e| StoreError::Migration(format!("migration lock: {e}")))
+}
+
 async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let in_memory = is_in_memory(url);
     let mut options = SqliteConnectOptions::from_str(url)
         .db()?
         .create_if_missing(true)

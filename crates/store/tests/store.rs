@@ -54,6 +54,7 @@ store_tests!(
     wallet_with_accounts_is_all_or_nothing,
     missing_accounts_are_added_once,
     released_nonce_is_reused_only_when_last,
+    app_with_origins_providers_and_key_is_all_or_nothing,
 );
 
 #[tokio::test]
@@ -86,6 +87,30 @@ async fn sqlite_file_is_created_in_wal_mode() {
         "journal mode is WAL"
     );
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_migrations_of_one_sqlite_file_all_succeed() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display());
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                // A pool each, as separate processes would have.
+                let store = keystead_store::Store::connect(&url).await.unwrap();
+                let migrated = store.migrate().await;
+                store.close().await;
+                migrated
+            }));
+        }
+        for task in tasks {
+            task.await
+                .unwrap()
+                .expect("every concurrent migration succeeds");
+        }
+    }
 }
 
 #[tokio::test]
@@ -674,6 +699,42 @@ mod cases {
         assert_eq!(store.release_nonce(1, "0xnone", 0).await, Ok(false));
         assert_eq!(store.release_nonce(2, addr, 2).await, Ok(false));
         assert_eq!(store.reserve_nonce(1, addr, 0).await, Ok(3));
+    }
+
+    pub async fn app_with_origins_providers_and_key_is_all_or_nothing(store: Store) {
+        let provider = |app_id: &str| AppProvider {
+            app_id: app_id.into(),
+            name: "google".into(),
+            kind: "oidc".into(),
+            issuer: "https://accounts.google.com".into(),
+            client_id: "client".into(),
+        };
+        let app = |id: &str| App {
+            id: id.into(),
+            name: format!("app {id}"),
+            created_at: T0,
+        };
+        let origins = vec!["https://a.example".to_string()];
+        store
+            .create_app_with(&app("app_x"), &origins, &[provider("app_x")], "hash_x")
+            .await
+            .unwrap();
+        assert_eq!(store.app_for_key("hash_x").await.unwrap().id, "app_x");
+        assert_eq!(store.list_app_origins("app_x").await.unwrap(), origins);
+        assert_eq!(
+            store.list_app_providers("app_x").await.unwrap(),
+            [provider("app_x")]
+        );
+        // The key hash is taken: nothing of the second app is stored.
+        assert_eq!(
+            store
+                .create_app_with(&app("app_y"), &origins, &[provider("app_y")], "hash_x")
+                .await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(store.get_app("app_y").await, Err(StoreError::NotFound));
+        assert!(store.list_app_origins("app_y").await.unwrap().is_empty());
+        assert!(store.list_app_providers("app_y").await.unwrap().is_empty());
     }
 
     pub async fn apps_are_isolated(store: Store) {
