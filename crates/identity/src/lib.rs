@@ -12,12 +12,14 @@
 //! passed in; nothing here reads the clock or the OS RNG. Nothing here touches the
 //! database.
 
+mod code_flow;
 mod jwt;
 mod oidc;
 mod session;
 mod status;
 mod tokens;
 
+pub use code_flow::{CodeFlowError, PendingLogin};
 pub use oidc::{
     DISCOVERY_PATH, IdClaims, IdTokenError, LEEWAY_SECS, OidcVerifier, ProviderConfig,
     REFETCH_INTERVAL_SECS, VerifierOptions,

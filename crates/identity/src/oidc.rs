@@ -59,6 +59,8 @@ pub struct IdClaims {
     /// `email_verified`, as a boolean or the strings `"true"`/`"false"` (Apple).
     pub email_verified: Option<bool>,
     pub issuer: String,
+    /// `nonce`, when the token carries one: an authorization-code login must check it.
+    pub nonce: Option<String>,
 }
 
 /// Why an ID token was refused. Safe to log: no variant carries token contents.
@@ -195,9 +197,13 @@ fn accepted_alg(name: &str) -> Option<Algorithm> {
 }
 
 #[derive(Deserialize)]
-struct DiscoveryDocument {
-    issuer: String,
-    jwks_uri: String,
+pub(crate) struct DiscoveryDocument {
+    pub(crate) issuer: String,
+    pub(crate) jwks_uri: String,
+    #[serde(default)]
+    pub(crate) authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub(crate) token_endpoint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -517,9 +523,9 @@ impl OidcVerifier {
         }
     }
 
-    async fn fetch_keys(&self, issuer: &str) -> Result<Vec<VerifyKey>, String> {
-        let allow_http = self.inner.options.allow_insecure_http;
-        let issuer_url = check_url(issuer, allow_http)?;
+    /// The issuer's discovery document, checked to name the issuer itself.
+    pub(crate) async fn discovery(&self, issuer: &str) -> Result<DiscoveryDocument, String> {
+        let issuer_url = check_url(issuer, self.inner.options.allow_insecure_http)?;
         if issuer_url.query().is_some() {
             return Err(format!("issuer {issuer:?} has a query"));
         }
@@ -531,6 +537,22 @@ impl OidcVerifier {
                 discovery.issuer
             ));
         }
+        Ok(discovery)
+    }
+
+    /// Checks an endpoint URL by the same rules as the issuer's (HTTPS, or plain HTTP
+    /// on loopback when allowed).
+    pub(crate) fn check_endpoint(&self, url: &str) -> Result<reqwest::Url, String> {
+        check_url(url, self.inner.options.allow_insecure_http)
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    async fn fetch_keys(&self, issuer: &str) -> Result<Vec<VerifyKey>, String> {
+        let allow_http = self.inner.options.allow_insecure_http;
+        let discovery = self.discovery(issuer).await?;
         let jwks_url = check_url(&discovery.jwks_uri, allow_http)?;
         let set: JwkSet = self.fetch_json(jwks_url.as_str()).await?;
         let mut keys = Vec::with_capacity(set.keys.len());
@@ -549,7 +571,10 @@ impl OidcVerifier {
         Ok(keys)
     }
 
-    async fn fetch_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+    pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<T, String> {
         let mut response = self
             .inner
             .http
@@ -640,11 +665,16 @@ fn check_claims(
         Some(_) => return Err(Malformed),
     };
 
+    let nonce = jwt::opt_str(claims, "nonce")
+        .map_err(|_| Malformed)?
+        .map(str::to_string);
+
     Ok(IdClaims {
         subject: subject.to_string(),
         email,
         email_verified,
         issuer: provider.issuer.clone(),
+        nonce,
     })
 }
 

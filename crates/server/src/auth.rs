@@ -129,7 +129,22 @@ impl Auth {
             .verify(&config, id_token, now)
             .await
             .map_err(id_token_error)?;
-        let user = find_or_create_user(store, app, &provider.name, &claims, now, rng).await?;
+        self.login_with_claims(store, app, &provider.name, &claims, now, rng)
+            .await
+    }
+
+    /// Logs in the user a verified ID token names (found by provider and subject, or
+    /// created), and opens a session.
+    pub async fn login_with_claims<R: CryptoRng + ?Sized>(
+        &self,
+        store: &Store,
+        app: &App,
+        provider: &str,
+        claims: &IdClaims,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Issued, ApiError> {
+        let user = find_or_create_user(store, app, provider, claims, now, rng).await?;
         self.open_session(store, app, user, now, rng).await
     }
 

@@ -40,6 +40,9 @@ pub struct Config {
     pub networks: Vec<NetworkSpec>,
     /// How often pending transactions' receipts are looked up and the outbox replayed.
     pub chain_poll_ms: u64,
+    /// The URL browsers reach this server at (`https://wallet.example`): login redirects
+    /// come back to it and the widget is served from it. Default: `http://<listen>`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,7 @@ impl Default for Config {
             enclave: EnclaveConfig::default(),
             networks: Vec::new(),
             chain_poll_ms: 1_000,
+            public_url: None,
         }
     }
 }
@@ -158,6 +162,7 @@ const ENV_KEYS: &[&str] = &[
     "max_body_bytes",
     "networks",
     "chain_poll_ms",
+    "public_url",
     "enclave__binary",
     "enclave__socket",
     "enclave__kms_keyring",
@@ -226,6 +231,13 @@ impl Config {
             ));
         }
         self.network_configs()?;
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid(
+                "public_url must be an http(s) URL".into(),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".into(),
@@ -253,6 +265,24 @@ impl Config {
         keystead_chains::ChainRegistry::new(configs.clone())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(configs)
+    }
+
+    /// [`Config::public_url`], or `http://<listen>` with an unspecified address named as
+    /// loopback; without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let ip = match self.listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.listen.port()))
     }
 
     pub fn enclave_socket(&self) -> PathBuf {

@@ -68,6 +68,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         chains,
         wallet_locks: Locks::new(1024),
         account_locks: Locks::new(1024),
+        public_origin: crate::admin::normalize_origin(&config.public_base_url())
+            .map_err(anyhow::Error::msg)
+            .context("public_url")?,
+        public_url: config.public_base_url(),
     });
     let tracker = tokio::spawn(crate::tracker::run(
         state.clone(),

@@ -113,6 +113,7 @@ async fn app_keys_origins_cors_rotation_and_isolation() {
             "name": "Shop A",
             "networks": [],
             "loginProviders": [{"name": "google", "issuer": "https://accounts.google.com"}],
+            "origins": ["http://localhost:3000", "https://shop-a.example"],
         })
     );
 

@@ -45,6 +45,7 @@
 mod apps;
 mod error;
 mod nonces;
+mod oauth;
 mod rows;
 mod sessions;
 mod txs;
@@ -60,7 +61,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use error::StoreError;
 pub use rows::{
-    AccountRow, App, AppKey, AppProvider, Identity, Session, TxRow, TxStatus, User, WalletRow,
+    AccountRow, App, AppKey, AppProvider, Identity, OAuthLogin, Session, TxRow, TxStatus, User,
+    WalletRow,
 };
 pub use txs::InsertTx;
 
@@ -113,13 +115,19 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut migration_lock = None;
         let pool = if url.starts_with("sqlite:") {
-            let pool = connect_sqlite(url).await?;
             if !is_in_memory(url) {
-                let mut path = pool.connect_options().get_filename().as_os_str().to_owned();
+                let options = SqliteConnectOptions::from_str(url).db()?;
+                let mut path = options.get_filename().as_os_str().to_owned();
                 path.push("-migrate.lock");
-                migration_lock = Some(path.into());
+                migration_lock = Some(std::path::PathBuf::from(path));
             }
-            Pool::Sqlite(pool)
+            // The first connection to a new file switches it to WAL, which fails rather
+            // than waits when another process does the same: take the lock for it too.
+            let _guard = match &migration_lock {
+                Some(path) => Some(lock_file(path.clone()).await?),
+                None => None,
+            };
+            Pool::Sqlite(connect_sqlite(url).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pool::Postgres(PgPoolOptions::new().connect(url).await.db()?)
         } else {

@@ -258,3 +258,29 @@ impl TryFrom<TxRecord> for TxRow {
         })
     }
 }
+
+/// A login in flight through the authorization-code flow. `code_verifier` is a PKCE
+/// secret for minutes: `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OAuthLogin {
+    pub state: String,
+    pub app_id: String,
+    /// The app's name for the provider.
+    pub provider: String,
+    pub code_verifier: String,
+    pub nonce: String,
+    /// The origin the result page may post the session to.
+    pub return_origin: String,
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for OAuthLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthLogin")
+            .field("app_id", &self.app_id)
+            .field("provider", &self.provider)
+            .field("return_origin", &self.return_origin)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -55,6 +55,7 @@ store_tests!(
     missing_accounts_are_added_once,
     released_nonce_is_reused_only_when_last,
     app_with_origins_providers_and_key_is_all_or_nothing,
+    oauth_logins_are_single_use_and_expire,
 );
 
 #[tokio::test]
@@ -735,6 +736,50 @@ mod cases {
         assert_eq!(store.get_app("app_y").await, Err(StoreError::NotFound));
         assert!(store.list_app_origins("app_y").await.unwrap().is_empty());
         assert!(store.list_app_providers("app_y").await.unwrap().is_empty());
+    }
+
+    pub async fn oauth_logins_are_single_use_and_expire(store: Store) {
+        seed_app(&store, "app_a").await;
+        let login = |state: &str, expires_at: i64| keystead_store::OAuthLogin {
+            state: state.into(),
+            app_id: "app_a".into(),
+            provider: "google".into(),
+            code_verifier: "verifier".into(),
+            nonce: "nonce".into(),
+            return_origin: "http://127.0.0.1:8080".into(),
+            expires_at,
+        };
+        store
+            .put_oauth_login(&login("s1", T0 + 600), T0)
+            .await
+            .unwrap();
+        store
+            .put_oauth_login(&login("s2", T0 + 10), T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.take_oauth_login("s1", T0 + 1).await,
+            Ok(login("s1", T0 + 600))
+        );
+        assert_eq!(
+            store.take_oauth_login("s1", T0 + 2).await,
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.take_oauth_login("s2", T0 + 10).await,
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.take_oauth_login("nope", T0).await,
+            Err(StoreError::NotFound)
+        );
+        let mut orphan = login("s3", T0 + 600);
+        orphan.app_id = "app_nope".into();
+        assert_eq!(
+            store.put_oauth_login(&orphan, T0).await,
+            Err(StoreError::NotFound)
+        );
+        assert!(!format!("{:?}", login("s4", 0)).contains("verifier"));
     }
 
     pub async fn apps_are_isolated(store: Store) {

@@ -259,7 +259,6 @@ impl OidcProvider {
         let state = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
         let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
         let issuer = Url::parse(&self.issuer())?;
-        let redirect_uri = Url::parse(&client.redirect_uri).context("client's redirect_uri")?;
 
         let mut url = issuer.join("/auth")?;
         url.query_pairs_mut()
@@ -272,83 +271,28 @@ impl OidcProvider {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
 
-        let mut jar = CookieJar::default();
-        let mut form: Option<Vec<(&str, &str)>> = None;
-        let mut code = None;
-        for _ in 0..MAX_STEPS {
-            let request = match form.take() {
-                Some(fields) => self
-                    .http
-                    .post(url.clone())
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form_body(&fields)),
-                None => self.http.get(url.clone()),
-            };
-            let request = match jar.header_for(&url) {
-                Some(cookies) => request.header("cookie", cookies),
-                None => request,
-            };
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("request to {url}"))?;
-            jar.store(&response);
-            let status = response.status();
-
-            if status.is_redirection() {
-                let location = response
-                    .headers()
-                    .get("location")
-                    .and_then(|l| l.to_str().ok())
-                    .ok_or_else(|| anyhow!("{status} from {url} without a Location"))?;
-                let next = url.join(location).context("Location")?;
-                if same_endpoint(&next, &redirect_uri) {
-                    let params: Vec<(String, String)> = next.query_pairs().into_owned().collect();
-                    let get = |name: &str| {
-                        params
-                            .iter()
-                            .find(|(k, _)| k == name)
-                            .map(|(_, v)| v.clone())
-                    };
-                    if let Some(error) = get("error") {
-                        bail!(
-                            "the provider redirected with error {error}: {}",
-                            get("error_description").unwrap_or_default()
-                        );
-                    }
-                    ensure!(
-                        get("state").as_deref() == Some(&state),
-                        "state mismatch in {next}"
-                    );
-                    if let Some(iss) = get("iss") {
-                        ensure!(iss == self.issuer(), "iss {iss} in the redirect");
-                    }
-                    code = Some(get("code").ok_or_else(|| anyhow!("no code in {next}"))?);
-                    break;
-                }
-                url = next;
-                continue;
-            }
-
-            let body = response.text().await.unwrap_or_default();
-            ensure!(
-                status.is_success() && url.path().starts_with("/interaction/"),
-                "{status} from {url}: {body}"
+        let redirect = self.authorize(url, &client.redirect_uri, login).await?;
+        let params: Vec<(String, String)> = redirect.query_pairs().into_owned().collect();
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(error) = get("error") {
+            bail!(
+                "the provider redirected with error {error}: {}",
+                get("error_description").unwrap_or_default()
             );
-            // The development login and consent pages post back to the same URL.
-            if body.contains(r#"name="prompt" value="login""#) {
-                form = Some(vec![
-                    ("prompt", "login"),
-                    ("login", login),
-                    ("password", "any password"),
-                ]);
-            } else if body.contains(r#"name="prompt" value="consent""#) {
-                form = Some(vec![("prompt", "consent")]);
-            } else {
-                bail!("unexpected interaction page at {url}: {body}");
-            }
         }
-        let code = code.ok_or_else(|| anyhow!("no code after {MAX_STEPS} requests"))?;
+        ensure!(
+            get("state").as_deref() == Some(&state),
+            "state mismatch in {redirect}"
+        );
+        if let Some(iss) = get("iss") {
+            ensure!(iss == self.issuer(), "iss {iss} in the redirect");
+        }
+        let code = get("code").ok_or_else(|| anyhow!("no code in {redirect}"))?;
 
         let mut fields = vec![
             ("grant_type", "authorization_code"),
@@ -383,6 +327,75 @@ impl OidcProvider {
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| anyhow!("no id_token in the token response: {body}"))
+    }
+
+    /// Drives a browser's part of an authorization request at this provider: follows
+    /// `authorization_url` through the development login (as `login`) and consent pages,
+    /// and returns the URL the provider finally redirects to at `redirect_uri` (carrying
+    /// `code` and `state`, or `error`), without requesting it.
+    pub async fn authorize(
+        &self,
+        authorization_url: Url,
+        redirect_uri: &str,
+        login: &str,
+    ) -> anyhow::Result<Url> {
+        let redirect_uri = Url::parse(redirect_uri).context("redirect_uri")?;
+        let mut url = authorization_url;
+        let mut jar = CookieJar::default();
+        let mut form: Option<Vec<(&str, &str)>> = None;
+        for _ in 0..MAX_STEPS {
+            let request = match form.take() {
+                Some(fields) => self
+                    .http
+                    .post(url.clone())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form_body(&fields)),
+                None => self.http.get(url.clone()),
+            };
+            let request = match jar.header_for(&url) {
+                Some(cookies) => request.header("cookie", cookies),
+                None => request,
+            };
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("request to {url}"))?;
+            jar.store(&response);
+            let status = response.status();
+
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or_else(|| anyhow!("{status} from {url} without a Location"))?;
+                let next = url.join(location).context("Location")?;
+                if same_endpoint(&next, &redirect_uri) {
+                    return Ok(next);
+                }
+                url = next;
+                continue;
+            }
+
+            let body = response.text().await.unwrap_or_default();
+            ensure!(
+                status.is_success() && url.path().starts_with("/interaction/"),
+                "{status} from {url}: {body}"
+            );
+            // The development login and consent pages post back to the same URL.
+            if body.contains(r#"name="prompt" value="login""#) {
+                form = Some(vec![
+                    ("prompt", "login"),
+                    ("login", login),
+                    ("password", "any password"),
+                ]);
+            } else if body.contains(r#"name="prompt" value="consent""#) {
+                form = Some(vec![("prompt", "consent")]);
+            } else {
+                bail!("unexpected interaction page at {url}: {body}");
+            }
+        }
+        bail!("no redirect to {redirect_uri} after {MAX_STEPS} requests")
     }
 
     /// The last lines the provider printed (for diagnostics).

@@ -38,6 +38,9 @@ pub async fn check(State(state): State<SharedState>, mut req: Request, next: Nex
         let Some(origin) = origin else {
             return StatusCode::NO_CONTENT.into_response();
         };
+        if origin == state.public_origin {
+            return preflight(&origin);
+        }
         return match state.store.origin_registered_anywhere(&origin).await {
             Ok(true) => preflight(&origin),
             Ok(false) => forbidden_origin(),
@@ -49,7 +52,8 @@ pub async fn check(State(state): State<SharedState>, mut req: Request, next: Nex
         Ok(app) => app,
         Err(e) => return e.into_response(),
     };
-    if let Some(origin) = &origin {
+    // The widget is served by this server: its origin is every app's.
+    if let Some(origin) = origin.as_ref().filter(|o| **o != state.public_origin) {
         match state.store.app_allows_origin(&app.id, origin).await {
             Ok(true) => {}
             Ok(false) => return forbidden_origin(),
@@ -102,8 +106,7 @@ async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<App
     }
 }
 
-/// Whether any app registered this origin. One query per app: the store has no
-/// cross-app origin lookup yet, and preflights are cached by browsers (`Max-Age`).
+/// The answer to a preflight from an allowed origin (browsers cache it for `Max-Age`).
 fn preflight(origin: &str) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();

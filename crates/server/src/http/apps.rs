@@ -16,6 +16,9 @@ pub struct AppInfo {
     pub name: String,
     pub networks: Vec<NetworkInfo>,
     pub login_providers: Vec<LoginProvider>,
+    /// The origins allowed to call the API for this app (the widget checks the page that
+    /// embeds it against these).
+    pub origins: Vec<String>,
 }
 
 /// A network the app's accounts live on.
@@ -53,6 +56,7 @@ pub async fn get_app(
     Extension(CurrentApp(app)): Extension<CurrentApp>,
 ) -> ApiResult<Json<AppInfo>> {
     let providers = state.store.list_app_providers(&app.id).await?;
+    let origins = state.store.list_app_origins(&app.id).await?;
     Ok(Json(AppInfo {
         app_id: app.id,
         name: app.name,
@@ -75,5 +79,6 @@ pub async fn get_app(
                 issuer: p.issuer,
             })
             .collect(),
+        origins,
     }))
 }

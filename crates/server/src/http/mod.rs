@@ -5,6 +5,7 @@ mod apps;
 mod auth;
 pub mod error;
 mod extract;
+mod oauth;
 mod system;
 mod tx;
 mod wallet;
@@ -39,6 +40,9 @@ pub struct AppState {
     pub wallet_locks: crate::locks::Locks,
     /// One send at a time per (chain, sender), so a refused nonce can be given back.
     pub account_locks: crate::locks::Locks,
+    /// Where browsers reach this server (`Config::public_base_url`), and its origin.
+    pub public_url: String,
+    pub public_origin: String,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -59,6 +63,8 @@ pub type SharedState = Arc<AppState>;
         auth::logout,
         auth::me,
         auth::jwks,
+        oauth::start,
+        oauth::callback,
         wallet::create,
         wallet::accounts,
         wallet::balance,
@@ -146,6 +152,9 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route("/v1/openapi.json", get(system::openapi))
+        // Browser navigations in a login popup: no app-key header, the key is a parameter.
+        .route("/v1/auth/oauth/start", get(oauth::start))
+        .route(oauth::CALLBACK_PATH, get(oauth::callback))
         .merge(v1)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -73,6 +73,14 @@ pub struct Env {
     db_args: Vec<String>,
 }
 
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `keystead serve` on a fixed port and data directory, restartable.
 pub struct ServerProcess {
     pub child: std::process::Child,
@@ -110,11 +118,10 @@ impl ServerProcess {
     }
 
     pub fn start(dir: tempfile::TempDir, args: Vec<String>) -> ServerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Self::start_on(dir, free_port(), args)
+    }
+
+    pub fn start_on(dir: tempfile::TempDir, port: u16, args: Vec<String>) -> ServerProcess {
         let base = format!("http://127.0.0.1:{port}");
         let child = Self::spawn(dir.path(), &base, &args);
         ServerProcess {
