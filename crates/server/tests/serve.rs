@@ -115,6 +115,14 @@ async fn serves_health_readiness_metrics_openapi_and_attestation() {
             "{method} {path} missing from the OpenAPI document"
         );
     }
+    // The JavaScript SDK's types are generated from a snapshot of this document: it must
+    // be this document (refresh: `npm --prefix sdk/js run fetch:api && npm --prefix sdk/js
+    // run gen:api`). Read at run time: a cached build may come from another checkout.
+    let snapshot_path = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../../sdk/js/openapi.json");
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&snapshot_path).unwrap()).unwrap();
+    assert!(snapshot == openapi, "sdk/js/openapi.json is stale");
     for schema in [
         "Intent",
         "TxResponse",
