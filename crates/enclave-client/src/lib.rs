@@ -20,7 +20,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// The most a whole call may take, connecting included.
     pub request_timeout: Duration,
-    /// Idle connections kept for reuse.
+    /// Idle connections kept for reuse. Above the concurrency the server reaches, or
+    /// each call past it pays a connect and a close.
     pub max_idle: usize,
 }
 
@@ -29,7 +30,7 @@ impl Default for ClientConfig {
         Self {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
-            max_idle: 16,
+            max_idle: 128,
         }
     }
 }

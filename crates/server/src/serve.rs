@@ -68,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         chains,
         wallet_locks: Locks::new(1024),
         account_locks: Locks::new(1024),
+        app_keys: crate::cache::TtlCache::new(crate::http::APP_KEY_CACHE_TTL, 10_000),
         public_origin: crate::admin::normalize_origin(&config.public_base_url())
             .map_err(anyhow::Error::msg)
             .context("public_url")?,

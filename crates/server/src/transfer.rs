@@ -158,7 +158,7 @@ pub async fn prepare(
     value: &str,
     data: Option<&str>,
 ) -> Result<Prepared, ApiError> {
-    let (account, _) = wallet::caller_account(state, caller, account_id).await?;
+    let account = wallet::caller_account(state, caller, account_id).await?;
     let to = parse_address(to, "to")?;
     let value_wei = parse_amount(value, "value")?;
     let data = parse_data(data)?;
@@ -204,7 +204,7 @@ async fn sending_account<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<AccountRow, ApiError> {
     let account = match account_id {
-        Some(id) => wallet::caller_account(state, caller, id).await?.0,
+        Some(id) => wallet::caller_account(state, caller, id).await?,
         None => wallet::accounts(state, caller, now, rng)
             .await?
             .into_iter()

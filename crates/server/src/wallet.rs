@@ -210,19 +210,16 @@ pub async fn caller_account(
     state: &AppState,
     caller: &Caller,
     account_id: &str,
-) -> Result<(AccountRow, WalletRow), ApiError> {
-    let not_found = || ApiError::new(ErrorCode::NotFound, "no such account");
-    let app_id = &caller.claims.app_id;
-    let account = match state.store.get_account(app_id, account_id).await {
-        Ok(a) => a,
-        Err(StoreError::NotFound) => return Err(not_found()),
-        Err(e) => return Err(e.into()),
-    };
-    let wallet = state.store.get_wallet(app_id, &account.wallet_id).await?;
-    if wallet.user_id != caller.claims.user_id {
-        return Err(not_found());
+) -> Result<AccountRow, ApiError> {
+    match state
+        .store
+        .get_user_account(&caller.claims.app_id, &caller.claims.user_id, account_id)
+        .await
+    {
+        Ok(account) => Ok(account),
+        Err(StoreError::NotFound) => Err(ApiError::new(ErrorCode::NotFound, "no such account")),
+        Err(e) => Err(e.into()),
     }
-    Ok((account, wallet))
 }
 
 /// Runs one enclave operation on a wallet: under the wallet's lock, from its current

@@ -208,7 +208,16 @@ async fn app_keys_origins_cors_rotation_and_isolation() {
     assert_eq!(rotated["appId"], app_a.as_str());
     let new_key = rotated["appKey"].as_str().unwrap();
     assert_ne!(new_key, key_a);
-    let reply = get_app(&base, Some(&key_a), None).await;
+    // The server reuses an app found by its key for 5 s (APP_KEY_CACHE_TTL): the revoked
+    // key stops working within that, and for good.
+    let revoked_by = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    let reply = loop {
+        let reply = get_app(&base, Some(&key_a), None).await;
+        if reply.status() != StatusCode::OK || std::time::Instant::now() > revoked_by {
+            break reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(reply).await, "unauthenticated");
     let info: Value = get_app(&base, Some(new_key), None)

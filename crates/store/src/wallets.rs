@@ -191,6 +191,33 @@ impl Store {
             .db())
     }
 
+    /// The account with this id in this app, only if its wallet belongs to `user_id`
+    /// (one query: the ownership check every signing request makes).
+    pub async fn get_user_account(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        id: &str,
+    ) -> Result<AccountRow, StoreError> {
+        let columns = ACCOUNT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM accounts a JOIN wallets w \
+             ON w.app_id = a.app_id AND w.id = a.wallet_id \
+             WHERE a.app_id = $1 AND a.id = $2 AND w.user_id = $3"
+        );
+        with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(app_id)
+            .bind(id)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await
+            .db())
+    }
+
     /// A wallet's accounts, by network then index.
     pub async fn list_accounts(
         &self,

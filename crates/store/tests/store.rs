@@ -56,6 +56,7 @@ store_tests!(
     released_nonce_is_reused_only_when_last,
     app_with_origins_providers_and_key_is_all_or_nothing,
     oauth_logins_are_single_use_and_expire,
+    user_accounts_are_found_only_for_their_owner,
 );
 
 #[tokio::test]
@@ -672,6 +673,22 @@ mod cases {
             Err(StoreError::Conflict)
         );
         assert_eq!(store.wallet_for_user("app_a", "usr_2").await, Ok(None));
+    }
+
+    pub async fn user_accounts_are_found_only_for_their_owner(store: Store) {
+        let (user, _, acc) = seed_owner(&store, "app_a").await;
+        let found = store.get_user_account("app_a", &user, &acc).await.unwrap();
+        assert_eq!(found, store.get_account("app_a", &acc).await.unwrap());
+        seed_user(&store, "app_a", "usr_other").await;
+        assert_eq!(
+            store.get_user_account("app_a", "usr_other", &acc).await,
+            Err(StoreError::NotFound)
+        );
+        let (user_b, _, _) = seed_owner(&store, "app_b").await;
+        assert_eq!(
+            store.get_user_account("app_b", &user_b, &acc).await,
+            Err(StoreError::NotFound)
+        );
     }
 
     pub async fn missing_accounts_are_added_once(store: Store) {

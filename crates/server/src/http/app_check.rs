@@ -99,8 +99,17 @@ async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<App
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(unauthenticated)?;
-    match state.store.app_for_key(&hash_token(key)).await {
-        Ok(app) => Ok(app),
+    let hash = hash_token(key);
+    let now = std::time::Instant::now();
+    if let Some(app) = state.app_keys.get(&hash, now) {
+        return Ok(app);
+    }
+    // Only found keys are kept, so unknown keys cannot fill the cache.
+    match state.store.app_for_key(&hash).await {
+        Ok(app) => {
+            state.app_keys.put(hash, app.clone(), now);
+            Ok(app)
+        }
         Err(StoreError::NotFound) => Err(unauthenticated()),
         Err(e) => Err(e.into()),
     }

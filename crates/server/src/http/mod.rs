@@ -40,12 +40,18 @@ pub struct AppState {
     pub wallet_locks: crate::locks::Locks,
     /// One send at a time per (chain, sender), so a refused nonce can be given back.
     pub account_locks: crate::locks::Locks,
+    /// Apps by key hash, for [`APP_KEY_CACHE_TTL`]: every request names its app.
+    pub app_keys: crate::cache::TtlCache<String, keystead_store::App>,
     /// Where browsers reach this server (`Config::public_base_url`), and its origin.
     pub public_url: String,
     pub public_origin: String,
 }
 
 pub type SharedState = Arc<AppState>;
+
+/// How long an app looked up by its key is reused: a rotated (revoked) key stops working
+/// within this.
+pub const APP_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 #[derive(OpenApi)]
 #[openapi(

@@ -235,7 +235,7 @@ pub async fn balance(
     Authed(caller): Authed,
     Path(account_id): Path<String>,
 ) -> ApiResult<Json<BalanceResponse>> {
-    let (account, _) = wallet::caller_account(&state, &caller, &account_id).await?;
+    let account = wallet::caller_account(&state, &caller, &account_id).await?;
     let client = state.chains.get(&account.network).ok_or_else(|| {
         ApiError::new(
             ErrorCode::ChainUnavailable,
@@ -354,7 +354,7 @@ pub async fn sign_message(
     JsonBody(body): JsonBody<SignMessageBody>,
 ) -> ApiResult<Json<SignatureResponse>> {
     let message = message_bytes(&body.message, body.encoding)?;
-    let (account, _) = wallet::caller_account(&state, &caller, &body.account_id).await?;
+    let account = wallet::caller_account(&state, &caller, &body.account_id).await?;
     let signed = wallet::sign(
         &state,
         &caller,
@@ -380,7 +380,7 @@ pub async fn sign_typed_data(
             "typedData must be an EIP-712 object",
         ));
     }
-    let (account, _) = wallet::caller_account(&state, &caller, &body.account_id).await?;
+    let account = wallet::caller_account(&state, &caller, &body.account_id).await?;
     let signed = wallet::sign(
         &state,
         &caller,
