@@ -57,7 +57,11 @@ mod tests {
         cache.put("b", 2, t0);
         cache.put("c", 3, t0 + Duration::from_secs(6));
         assert_eq!(cache.get(&"c", t0 + Duration::from_secs(6)), Some(3));
-        assert_eq!(cache.get(&"b", t0 + Duration::from_secs(1)), None, "evicted when full");
+        assert_eq!(
+            cache.get(&"b", t0 + Duration::from_secs(1)),
+            None,
+            "evicted when full"
+        );
         assert_eq!(cache.entries.lock().unwrap().len(), 1);
     }
 }
