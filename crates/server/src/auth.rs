@@ -119,11 +119,7 @@ impl Auth {
             }
             Err(e) => return Err(e.into()),
         };
-        let config = ProviderConfig {
-            name: provider.name.clone(),
-            issuer: provider.issuer,
-            client_id: provider.client_id,
-        };
+        let config = provider_config(&provider);
         let claims = self
             .verifier
             .verify(&config, id_token, now)
@@ -252,6 +248,15 @@ impl Auth {
             Ok(_) | Err(StoreError::NotFound) => Err(ended()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What the verifier needs of an app's provider.
+pub fn provider_config(provider: &keystead_store::AppProvider) -> ProviderConfig {
+    ProviderConfig {
+        name: provider.name.clone(),
+        issuer: provider.issuer.clone(),
+        client_id: provider.client_id.clone(),
     }
 }
 

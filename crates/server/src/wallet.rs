@@ -262,6 +262,17 @@ pub async fn call_with_wallet(
     Ok(reply.result?)
 }
 
+/// [`call_with_wallet`] on the caller's own wallet (`wallet_required` without one).
+pub async fn call_with_caller_wallet(
+    state: &AppState,
+    caller: &Caller,
+    now: i64,
+    build: impl FnOnce(WalletContext) -> Request,
+) -> Result<Response, ApiError> {
+    let wallet = caller_wallet(state, caller).await?;
+    call_with_wallet(state, &caller.claims.app_id, &wallet.id, now, build).await
+}
+
 /// Asks the enclave to sign for one of the caller's accounts, and checks that the key it
 /// used is that account's.
 pub async fn sign(

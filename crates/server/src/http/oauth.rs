@@ -13,7 +13,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
-use keystead_identity::{CodeFlowError, PendingLogin, ProviderConfig, hash_token};
+use keystead_identity::{CodeFlowError, PendingLogin, hash_token};
 use keystead_store::{OAuthLogin, StoreError};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
@@ -24,7 +24,7 @@ use utoipa::IntoParams;
 
 use super::{ApiError, ApiResult, SharedState};
 use crate::admin::normalize_origin;
-use crate::auth::{id_token_error, now};
+use crate::auth::{id_token_error, now, provider_config};
 use keystead_types::ErrorCode;
 
 /// How long a started login may take.
@@ -86,11 +86,7 @@ pub async fn start(
         Err(e) => return Err(e.into()),
     };
     let pending = PendingLogin::new(&mut OsRng.unwrap_err());
-    let config = ProviderConfig {
-        name: provider.name.clone(),
-        issuer: provider.issuer,
-        client_id: provider.client_id,
-    };
+    let config = provider_config(&provider);
     let url = state
         .auth
         .verifier
@@ -193,11 +189,7 @@ async fn finish(
         .store
         .get_app_provider(&app.id, &login.provider)
         .await?;
-    let config = ProviderConfig {
-        name: provider.name.clone(),
-        issuer: provider.issuer,
-        client_id: provider.client_id,
-    };
+    let config = provider_config(&provider);
     let pending = PendingLogin {
         state: login.state.clone(),
         code_verifier: login.code_verifier.clone().into(),

@@ -267,16 +267,14 @@ pub async fn change_pin(
     Authed(caller): Authed,
     JsonBody(body): JsonBody<ChangePinBody>,
 ) -> ApiResult<StatusCode> {
-    let w = wallet::caller_wallet(&state, &caller).await?;
-    let response =
-        wallet::call_with_wallet(&state, &caller.claims.app_id, &w.id, now_secs(), |wallet| {
-            Request::ChangePin(ChangePinRequest {
-                wallet,
-                pin: body.pin,
-                new_pin: body.new_pin,
-            })
+    let response = wallet::call_with_caller_wallet(&state, &caller, now_secs(), |wallet| {
+        Request::ChangePin(ChangePinRequest {
+            wallet,
+            pin: body.pin,
+            new_pin: body.new_pin,
         })
-        .await?;
+    })
+    .await?;
     wallet::expect_resealed(response)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -288,16 +286,14 @@ pub async fn recover(
     Authed(caller): Authed,
     JsonBody(body): JsonBody<RecoverBody>,
 ) -> ApiResult<StatusCode> {
-    let w = wallet::caller_wallet(&state, &caller).await?;
-    let response =
-        wallet::call_with_wallet(&state, &caller.claims.app_id, &w.id, now_secs(), |wallet| {
-            Request::Recover(RecoverRequest {
-                wallet,
-                recovery: body.recovery,
-                new_pin: body.new_pin,
-            })
+    let response = wallet::call_with_caller_wallet(&state, &caller, now_secs(), |wallet| {
+        Request::Recover(RecoverRequest {
+            wallet,
+            recovery: body.recovery,
+            new_pin: body.new_pin,
         })
-        .await?;
+    })
+    .await?;
     wallet::expect_resealed(response)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -309,16 +305,14 @@ pub async fn export(
     Authed(caller): Authed,
     JsonBody(body): JsonBody<ExportBody>,
 ) -> ApiResult<Json<ExportResponse>> {
-    let w = wallet::caller_wallet(&state, &caller).await?;
-    let response =
-        wallet::call_with_wallet(&state, &caller.claims.app_id, &w.id, now_secs(), |wallet| {
-            Request::Export(ExportRequest {
-                wallet,
-                client_key: body.client_key,
-                pin: body.pin,
-            })
+    let response = wallet::call_with_caller_wallet(&state, &caller, now_secs(), |wallet| {
+        Request::Export(ExportRequest {
+            wallet,
+            client_key: body.client_key,
+            pin: body.pin,
         })
-        .await?;
+    })
+    .await?;
     match response {
         Response::Exported { mnemonic } => Ok(Json(ExportResponse { mnemonic })),
         _ => Err(ApiError::internal("unexpected enclave response to export")),
