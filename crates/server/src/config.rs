@@ -43,6 +43,9 @@ pub struct Config {
     /// The URL browsers reach this server at (`https://wallet.example`): login redirects
     /// come back to it and the widget is served from it. Default: `http://<listen>`.
     pub public_url: Option<String>,
+    /// The widget's built files, served under `/widget/`; default: `widget/dist` if it
+    /// exists, else `widget` beside the `keystead` binary.
+    pub widget_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +78,7 @@ impl Default for Config {
             networks: Vec::new(),
             chain_poll_ms: 1_000,
             public_url: None,
+            widget_dir: None,
         }
     }
 }
@@ -163,6 +167,7 @@ const ENV_KEYS: &[&str] = &[
     "networks",
     "chain_poll_ms",
     "public_url",
+    "widget_dir",
     "enclave__binary",
     "enclave__socket",
     "enclave__kms_keyring",

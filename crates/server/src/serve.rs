@@ -79,7 +79,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.chain_poll_ms),
         shutdown_rx.clone(),
     ));
-    let app = router(state, config.max_body_bytes).merge(dev_routes);
+    let app = router(state.clone(), config.max_body_bytes)
+        .merge(dev_routes)
+        .merge(crate::http::widget::routes(
+            state,
+            crate::http::widget::resolve_dir(config.widget_dir.as_deref()),
+        ));
 
     let listener = TcpListener::bind(config.listen)
         .await

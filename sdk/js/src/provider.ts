@@ -157,7 +157,9 @@ export class KeysteadProvider {
     if (!start) throw new KeysteadError("invalid_request", `unknown network ${JSON.stringify(options.network)}`);
     this.current = start;
     this.connectHook = options.connect;
-    this.fetchImpl = options.fetch ?? (globalThis.fetch as FetchLike | undefined);
+    // Bound: a browser's fetch called as a method of another object throws "Illegal invocation".
+    const f = options.fetch ?? (globalThis.fetch as FetchLike | undefined);
+    this.fetchImpl = f ? (input, init) => f(input, init) : undefined;
     this.appIdSource = options.appId;
     if (typeof options.appId === "string") this.appIdValue = options.appId;
   }

@@ -9,6 +9,7 @@ mod oauth;
 mod system;
 mod tx;
 mod wallet;
+pub mod widget;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,826 @@
+// Keystead's widget: the wallet's own origin, in an iframe the SDK mounts. It implements the
+// widget side of sdk/js/PROTOCOL.md: sign-in (popup, authorization code + PKCE through the
+// server), PIN entry and approvals (attestation checked here, envelopes sealed here), the
+// recovery code and mnemonic shown once, and a small home/settings view.
+//
+// PINs, recovery codes and mnemonics live only in input elements and local variables for as
+// long as needed; nothing here logs them, and no error message carries them.
+
+import { getAddress } from "viem";
+import {
+  checkNewPin,
+  generateClientKeyPair,
+  operationDigest,
+  openMnemonic,
+  openRecoveryKit,
+  sealPinEnvelope,
+  verifyAttestation,
+  type AttestationResponse,
+  type ClientKeyPair,
+  type SealedValue,
+  type TypedData,
+  type VerifiedAttestation,
+} from "../../sdk/js/src/crypto.js";
+import { operationsForApproval, type ApprovalRequest, type ApprovalRetry } from "../../sdk/js/src/approval.js";
+import { PROTOCOL, PROTOCOL_VERSION } from "../../sdk/js/src/channel.js";
+import type { AppInfo, Session } from "../../sdk/js/src/api.js";
+import { dl, formatUnits, h, row } from "./dom.js";
+import { getLanguage, pickLanguage, setLanguage, t, type Key } from "./i18n.js";
+import { qrCanvas } from "./qr.js";
+
+// --- state --------------------------------------------------------------------------------
+
+const params = new URLSearchParams(location.search);
+const appKey = params.get("appKey") ?? "";
+const parentOrigin = params.get("parentOrigin") ?? "";
+const root = document.getElementById("app") as HTMLElement;
+
+let app: (AppInfo & { origins?: string[] }) | null = null;
+let accept: "dev" | "nitro" = "nitro";
+/** The session of this widget's own popup login, kept in memory only (for balances). */
+let session: Session | null = null;
+/** One-time client keys by approvalId, for `reveal`. */
+const clientKeys = new Map<string, ClientKeyPair>();
+
+interface Incoming {
+  id: string;
+  type: string;
+  payload: Record<string, unknown>;
+}
+const queue: Incoming[] = [];
+let current: Incoming | null = null;
+/** The approval whose outcome we are waiting for (after answering `approve`). */
+let waitingFor: string | null = null;
+let loginPopup: Window | null = null;
+let loginPoll: ReturnType<typeof setInterval> | null = null;
+/** Re-renders the current screen after a language switch. */
+let rerender: (() => void) | null = null;
+
+// --- the channel ------------------------------------------------------------------------
+
+function post(message: Record<string, unknown>): void {
+  window.parent.postMessage({ protocol: PROTOCOL, version: PROTOCOL_VERSION, ...message }, parentOrigin);
+}
+
+function respond(id: string, result: unknown): void {
+  post({ kind: "response", id, ok: true, result });
+  finish(id);
+}
+
+function respondError(id: string, code: string, message: string, details?: Record<string, unknown>): void {
+  post({ kind: "response", id, ok: false, error: { code, message, ...(details ? { details } : {}) } });
+  finish(id);
+}
+
+function finish(id: string): void {
+  if (current?.id === id) current = null;
+  next();
+}
+
+function next(): void {
+  if (current) return;
+  const item = queue.shift();
+  if (!item) {
+    if (!waitingFor) idle();
+    return;
+  }
+  current = item;
+  void handle(item).catch((e) => {
+    if (current?.id === item.id) respondError(item.id, "internal", safeMessage(e));
+  });
+}
+
+function safeMessage(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.slice(0, 300);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function onMessage(event: MessageEvent): void {
+  const data = event.data;
+  // The login popup's result: only from our own origin and from the popup we opened.
+  if (isObject(data) && data.protocol === "keystead-oauth") {
+    if (event.origin === location.origin && loginPopup !== null && event.source === loginPopup) onOAuthResult(data);
+    return;
+  }
+  // The host: its exact (checked) origin and the parent window only; anything else is dropped.
+  if (event.origin !== parentOrigin || event.source !== window.parent) return;
+  if (!isObject(data) || data.protocol !== PROTOCOL || data.version !== PROTOCOL_VERSION) return;
+  if (data.kind === "request" && typeof data.id === "string" && /^[0-9a-f]{32}$/.test(data.id) && typeof data.type === "string") {
+    const payload = isObject(data.payload) ? data.payload : {};
+    if (!["login", "approve", "reveal", "open"].includes(data.type)) {
+      post({ kind: "response", id: data.id, ok: false, error: { code: "invalid_request", message: "unknown request type" } });
+      return;
+    }
+    const item = { id: data.id, type: data.type, payload };
+    // A retry of the approval we wait on replaces the "working" screen at once.
+    queue.push(item);
+    next();
+  } else if (data.kind === "notice" && typeof data.type === "string") {
+    onNotice(data.type, isObject(data.payload) ? data.payload : {});
+  }
+}
+
+function onNotice(type: string, payload: Record<string, unknown>): void {
+  if (type === "approval-complete" && payload.approvalId === waitingFor) {
+    waitingFor = null;
+    const outcome = isObject(payload.outcome) ? payload.outcome : {};
+    if (outcome.ok !== true && isObject(outcome.error)) {
+      const err = outcome.error as { code?: string; message?: string; details?: Record<string, unknown> };
+      if (!current) showOutcomeError(err);
+      return;
+    }
+    if (!current) next();
+  } else if (type === "session") {
+    if (payload.status === "logged_out") {
+      session = null;
+      clientKeys.clear();
+    }
+  }
+}
+
+// --- screens ------------------------------------------------------------------------------
+
+function render(title: string, body: Node[], options: { onClose?: () => void; banner?: boolean } = {}, redo?: () => void): void {
+  rerender = redo ?? null;
+  const closeButton = options.onClose
+    ? h("button", { type: "button", class: "icon", "aria-label": t("close"), onclick: options.onClose }, "×")
+    : null;
+  const langButton = h(
+    "button",
+    {
+      type: "button",
+      class: "link",
+      "aria-label": t("languageLabel"),
+      onclick: () => {
+        setLanguage(getLanguage() === "en" ? "ko" : "en");
+        rerender?.();
+      },
+    },
+    t("language"),
+  );
+  const card = h(
+    "section",
+    { class: "card", role: "dialog", "aria-modal": "true", "aria-labelledby": "title" },
+    h("header", {}, h("h1", { id: "title" }, title), h("div", { class: "tools" }, langButton, closeButton)),
+    options.banner ? h("p", { class: "banner", role: "alert" }, t("devBanner")) : null,
+    ...body,
+  );
+  root.replaceChildren(card);
+  if (options.onClose) {
+    card.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") options.onClose?.();
+    });
+  }
+  const focus = card.querySelector<HTMLElement>("[autofocus], input, button.primary") ?? card;
+  focus.focus();
+  post({ kind: "event", type: "resize", payload: { height: Math.ceil(document.body.scrollHeight) } });
+}
+
+function idle(): void {
+  rerender = null;
+  root.replaceChildren();
+}
+
+function fatal(message: string): void {
+  rerender = null;
+  root.replaceChildren(h("section", { class: "card" }, h("p", { class: "error", role: "alert" }, message)));
+}
+
+function working(): void {
+  render(t("working"), [h("p", { class: "spinner", role: "status" }, t("working"))], {}, working);
+}
+
+function showOutcomeError(err: { code?: string; message?: string; details?: Record<string, unknown> }): void {
+  const show = () =>
+    render(t("title"), [h("p", { class: "error", role: "alert" }, describeError(err)), h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: () => { idle(); next(); } }, t("close")))], {}, show);
+  show();
+}
+
+function duration(seconds: number): string {
+  return seconds >= 120 ? t("minutes", { n: Math.ceil(seconds / 60) }) : t("seconds", { n: seconds });
+}
+
+function describeError(err: { code?: string; message?: string; details?: Record<string, unknown> }): string {
+  const d = err.details ?? {};
+  switch (err.code) {
+    case "wrong_pin": {
+      const n = Number(d.remainingTries);
+      if (!Number.isFinite(n)) return t("wrongPin", { n: "?" });
+      return n === 1 ? t("wrongPinOne") : t("wrongPin", { n });
+    }
+    case "wallet_locked": {
+      const s = Number(d.retryAfter);
+      return Number.isFinite(s) && s > 0 ? t("locked", { time: duration(s) }) : t("lockedNoTime");
+    }
+    case "weak_pin":
+      return typeof d.rule === "string" && `weak_${d.rule}` in { weak_wrong_length: 1, weak_not_digits: 1, weak_repeated: 1, weak_sequential: 1 }
+        ? t(`weak_${d.rule}` as Key)
+        : t("weakPin");
+    case "wrong_recovery_code":
+      return t("wrongRecoveryCode");
+    case "envelope_rejected":
+      return d.reason === "undecryptable" ? t("enclaveRestarted") : t("envelopeExpired");
+    default:
+      return t("failed", { message: err.message ?? err.code ?? "?" });
+  }
+}
+
+// --- PIN entry ----------------------------------------------------------------------------
+
+/** A labelled PIN field with an on-screen pad; resolves with the PIN on submit. */
+function pinForm(submitLabel: string, onSubmit: (pin: string) => void, options: { error?: string; hint?: string } = {}): HTMLFormElement {
+  const input = h("input", {
+    id: "pin",
+    name: "pin",
+    type: "password",
+    inputmode: "numeric",
+    autocomplete: "off",
+    maxlength: 6,
+    pattern: "[0-9]{6}",
+    required: true,
+    "aria-describedby": "pin-status",
+    autofocus: true,
+  });
+  const status = h("p", { id: "pin-status", class: "muted", "aria-live": "polite" }, t("pinEntered", { count: 0 }));
+  const update = () => {
+    input.value = input.value.replace(/\D/g, "").slice(0, 6);
+    status.textContent = t("pinEntered", { count: input.value.length });
+    dots.replaceChildren(...Array.from({ length: 6 }, (_, i) => h("span", { class: i < input.value.length ? "dot on" : "dot" })));
+  };
+  const dots = h("div", { class: "dots", "aria-hidden": "true" });
+  input.addEventListener("input", update);
+  const key = (label: string, aria: string, fn: () => void, cls = "") => h("button", { type: "button", class: `key ${cls}`, "aria-label": aria, onclick: () => { fn(); update(); input.focus(); } }, label);
+  const digits = ["1", "2", "3", "4", "5", "6", "7", "8", "9"].map((d) => key(d, t("pinDigit", { digit: d }), () => { if (input.value.length < 6) input.value += d; }));
+  const pad = h(
+    "div",
+    { class: "pad", role: "group", "aria-label": t("pinPad") },
+    ...digits,
+    key("C", t("pinClear"), () => { input.value = ""; }, "fn"),
+    key("0", t("pinDigit", { digit: "0" }), () => { if (input.value.length < 6) input.value += "0"; }),
+    key("⌫", t("pinBackspace"), () => { input.value = input.value.slice(0, -1); }, "fn"),
+  );
+  const form = h(
+    "form",
+    { class: "pin", novalidate: true },
+    options.hint ? h("p", { class: "muted" }, options.hint) : null,
+    options.error ? h("p", { class: "error", role: "alert", id: "pin-error" }, options.error) : null,
+    h("label", { for: "pin" }, t("pinLabel")),
+    input,
+    dots,
+    status,
+    pad,
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, submitLabel)),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const pin = input.value;
+    if (!/^[0-9]{6}$/.test(pin)) {
+      status.textContent = t("weak_wrong_length");
+      input.focus();
+      return;
+    }
+    input.value = "";
+    onSubmit(pin);
+  });
+  update();
+  return form;
+}
+
+// --- attestation --------------------------------------------------------------------------
+
+async function attest(): Promise<VerifiedAttestation> {
+  const response = await fetch(`${location.origin}/v1/enclave/attestation`, { headers: { "X-App-Key": appKey, Accept: "application/json" } });
+  if (!response.ok) throw new Error(`attestation: HTTP ${response.status}`);
+  return verifyAttestation((await response.json()) as AttestationResponse, { accept });
+}
+
+// --- requests -----------------------------------------------------------------------------
+
+async function handle(item: Incoming): Promise<void> {
+  switch (item.type) {
+    case "login":
+      return login(item);
+    case "approve":
+      return approve(item);
+    case "reveal":
+      return reveal(item);
+    case "open":
+      return openView(item);
+  }
+}
+
+function cancel(item: Incoming): void {
+  if (item.type === "open") respond(item.id, { closed: true });
+  else respondError(item.id, "user_rejected", "the user declined");
+}
+
+// login ------------------------------------------------------------------------------------
+
+function login(item: Incoming): void {
+  const providers = Array.isArray(item.payload.loginProviders) ? (item.payload.loginProviders as Array<{ name: string }>) : [];
+  const appName = typeof item.payload.appName === "string" ? item.payload.appName : (app?.name ?? "");
+  let note: { text: Key; vars?: Record<string, string> } | null = null;
+  const show = () =>
+    render(
+      t("signInTitle", { app: appName }),
+      [
+        note ? h("p", { class: note.text === "signInWaiting" ? "muted" : "error", role: "status" }, t(note.text, note.vars)) : null,
+        h(
+          "div",
+          { class: "providers" },
+          ...providers.map((p) =>
+            h("button", { type: "button", class: "primary provider", "data-provider": p.name, onclick: () => start(p.name) }, t("signInWith", { provider: p.name })),
+          ),
+        ),
+      ].filter(Boolean) as Node[],
+      { onClose: () => { stopPopup(); cancel(item); } },
+      show,
+    );
+  const start = (provider: string) => {
+    stopPopup();
+    const url = new URL("/v1/auth/oauth/start", location.origin);
+    url.search = new URLSearchParams({ appKey, provider, origin: location.origin }).toString();
+    const popup = window.open(url.toString(), "keystead-login", "popup,width=480,height=680");
+    if (!popup) {
+      note = { text: "signInPopupBlocked" };
+      show();
+      return;
+    }
+    loginPopup = popup;
+    note = { text: "signInWaiting" };
+    show();
+    loginPoll = setInterval(() => {
+      if (popup.closed && loginPopup === popup) {
+        stopPopup();
+        if (current?.id === item.id) {
+          note = { text: "signInCancelled" };
+          show();
+        }
+      }
+    }, 400);
+  };
+  onOAuthResult = (data) => {
+    stopPopup();
+    if (current?.id !== item.id) return;
+    if (data.ok === true && isObject(data.session) && typeof data.session.accessToken === "string") {
+      session = data.session as unknown as Session;
+      respond(item.id, { session: data.session });
+    } else {
+      const err = isObject(data.error) ? data.error : {};
+      note = { text: "signInFailed", vars: { message: String(err.message ?? err.code ?? "?").slice(0, 200) } };
+      show();
+    }
+  };
+  show();
+}
+
+let onOAuthResult: (data: Record<string, unknown>) => void = () => {};
+
+function stopPopup(): void {
+  if (loginPoll) clearInterval(loginPoll);
+  loginPoll = null;
+  loginPopup = null;
+}
+
+// approve ----------------------------------------------------------------------------------
+
+function networkLabel(id: string): string {
+  const n = app?.networks.find((x) => x.id === id);
+  return n ? `${n.name} (${n.chainId})` : id;
+}
+
+function nativeOf(id: string): { symbol: string; decimals: number } {
+  const n = app?.networks.find((x) => x.id === id);
+  return { symbol: n?.symbol ?? "ETH", decimals: n?.decimals ?? 18 };
+}
+
+function mono(text: string): HTMLElement {
+  return h("code", { class: "mono" }, text);
+}
+
+function utf8OrHex(hex: string): string {
+  const bytes = new Uint8Array((hex.slice(2).match(/../g) ?? []).map((b) => parseInt(b, 16)));
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return hex;
+  }
+}
+
+function valueText(v: unknown): string {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") return String(v);
+  return JSON.stringify(v);
+}
+
+/** The typed data's fields, following its types (structs nested, arrays listed). */
+function typedFields(types: TypedData["types"], type: string, value: unknown, depth = 0): Node {
+  const arr = /^(.*)\[\d*\]$/.exec(type);
+  if (arr && Array.isArray(value)) {
+    return h("ol", { class: "fields" }, ...value.map((v) => h("li", {}, typedFields(types, arr[1]!, v, depth + 1))));
+  }
+  const fields = types[type];
+  if (fields && isObject(value) && depth < 8) {
+    return h(
+      "dl",
+      { class: "fields" },
+      ...fields.flatMap((f) => [h("dt", {}, `${f.name} `, h("span", { class: "muted" }, f.type)), h("dd", {}, typedFields(types, f.type, value[f.name], depth + 1))]),
+    );
+  }
+  return mono(valueText(value));
+}
+
+/** `transfer(address,uint256)` call data, decoded; null for anything else. */
+function erc20Transfer(data: string): { to: string; amount: string } | null {
+  const d = data.toLowerCase();
+  if (!d.startsWith("0xa9059cbb") || d.length !== 10 + 128) return null;
+  const word1 = d.slice(10, 74);
+  if (!/^0{24}/.test(word1)) return null;
+  try {
+    return { to: getAddress("0x" + word1.slice(24)), amount: BigInt("0x" + d.slice(74)).toString() };
+  } catch {
+    return null;
+  }
+}
+
+function details(request: ApprovalRequest): { title: Key; body: Node[]; submit: Key } {
+  if (request.purpose === "create_wallet") return { title: "createWalletTitle", body: [], submit: "continue" };
+  if (request.purpose === "export") return { title: "exportTitle", body: [h("p", { class: "warning" }, t("exportWarning"))], submit: "continue" };
+  if (request.purpose === "change_pin") return { title: "changePinTitle", body: [], submit: "continue" };
+  if (request.purpose === "recover") return { title: "recoverTitle", body: [], submit: "continue" };
+  const who = [row(t("account"), mono(request.address)), row(t("network"), networkLabel(request.network))];
+  if (request.purpose === "sign_message") {
+    // Text when the bytes are printable UTF-8 (dApps often send text as hex), and the bytes.
+    const text = utf8OrHex(request.message);
+    const printable = text !== request.message && !/[\u0000-\u0008\u000e-\u001f\u007f]/.test(text);
+    return {
+      title: "signMessageTitle",
+      body: [
+        dl(...who),
+        printable ? h("h2", {}, t("message")) : null,
+        printable ? h("pre", { class: "message" }, text) : null,
+        request.encoding === "hex" || !printable ? h("h2", {}, t("messageBytes")) : null,
+        request.encoding === "hex" || !printable ? h("pre", { class: "message mono" }, request.message) : null,
+      ].filter(Boolean) as Node[],
+      submit: "sign",
+    };
+  }
+  if (request.purpose === "sign_typed_data") {
+    const td = request.typedData;
+    const domainTypes = td.types.EIP712Domain ?? Object.keys(td.domain).map((name) => ({ name, type: "string" }));
+    return {
+      title: "typedDataTitle",
+      body: [
+        dl(...who, row(t("primaryType"), mono(td.primaryType))),
+        h("h2", {}, t("domain")),
+        h("dl", { class: "fields" }, ...domainTypes.flatMap((f) => [h("dt", {}, f.name), h("dd", {}, mono(valueText(td.domain[f.name])))])),
+        h("h2", {}, t("fields")),
+        typedFields(td.types, td.primaryType, td.message),
+      ],
+      submit: "sign",
+    };
+  }
+  // sign_transaction
+  const { symbol, decimals } = nativeOf(request.network);
+  const intent = request.intent;
+  const token = erc20Transfer(intent.data);
+  return {
+    title: request.broadcast ? "sendTxTitle" : "signTxTitle",
+    body: [
+      dl(
+        row(t("from"), mono(request.address)),
+        row(t("network"), networkLabel(request.network)),
+        ...(token
+          ? [
+              row(t("tokenTransfer"), ""),
+              row(t("tokenContract"), mono(intent.to)),
+              row(t("tokenRecipient"), mono(token.to)),
+              row(t("tokenAmount"), mono(token.amount)),
+            ]
+          : [row(t("to"), mono(intent.to))]),
+        row(t("value"), mono(`${formatUnits(intent.value, decimals)} ${symbol}`)),
+        row(t("fee"), mono(`${formatUnits(request.maxFee, decimals)} ${symbol}`)),
+        row(t("data"), intent.data === "0x" ? t("noData") : mono(intent.data.length > 74 ? `${intent.data.slice(0, 74)}… (${(intent.data.length - 2) / 2} bytes)` : intent.data)),
+      ),
+    ],
+    submit: request.broadcast ? "send" : "sign",
+  };
+}
+
+function checkApprovalRequest(r: unknown): ApprovalRequest {
+  if (!isObject(r) || typeof r.purpose !== "string" || typeof r.appId !== "string") throw new Error("malformed approval request");
+  if (app && r.appId !== app.appId) throw new Error("the approval names another app");
+  return r as unknown as ApprovalRequest;
+}
+
+async function approve(item: Incoming): Promise<void> {
+  const approvalId = typeof item.payload.approvalId === "string" ? item.payload.approvalId : "";
+  let request: ApprovalRequest;
+  try {
+    request = checkApprovalRequest(item.payload.request);
+  } catch (e) {
+    return respondError(item.id, "invalid_request", safeMessage(e));
+  }
+  const retry = isObject(item.payload.retry) ? (item.payload.retry as unknown as ApprovalRetry) : undefined;
+  if (waitingFor === approvalId) waitingFor = null;
+
+  let att: VerifiedAttestation;
+  try {
+    att = await attest();
+  } catch (e) {
+    const message = safeMessage(e);
+    render(t("title"), [h("p", { class: "error", role: "alert" }, t("attestationFailed", { message }))], { onClose: () => respondError(item.id, "attestation_failed", message) });
+    return;
+  }
+  let keys: ClientKeyPair | undefined;
+  if (request.purpose === "create_wallet" || request.purpose === "export") {
+    keys = clientKeys.get(approvalId) ?? (await generateClientKeyPair());
+    clientKeys.set(approvalId, keys);
+  }
+  const operations = operationsForApproval(request, keys?.clientKey);
+  const digests = await Promise.all(operations.map((op) => operationDigest(op)));
+  const seal = (pin: string, i: number) => sealPinEnvelope({ pin, purpose: operations[i]!.purpose, digest: digests[i]!, publicKey: att.publicKey });
+  const alive = () => current?.id === item.id;
+  const onClose = () => cancel(item);
+  const retryText = retry ? describeError(retry) : undefined;
+
+  const answer = async (result: Record<string, unknown>) => {
+    if (!alive()) return;
+    waitingFor = approvalId;
+    working();
+    respond(item.id, result);
+  };
+
+  // A new PIN, entered twice, checked against the rules at once.
+  const choosePin = (title: Key, first: string | undefined, done: (pin: string) => void) => {
+    let error = first;
+    const ask1 = () => {
+      const show = () => render(t(title), [pinForm(t("continue"), (pin) => {
+        const rule = checkNewPin(pin);
+        if (rule) {
+          error = t(`weak_${rule}` as Key);
+          ask1();
+          return;
+        }
+        ask2(pin);
+      }, { hint: t("newPinHint"), ...(error ? { error } : {}) })], { onClose, banner: att.dev }, show);
+      show();
+    };
+    const ask2 = (pin1: string) => {
+      const show = () => render(t("newPinAgainTitle"), [pinForm(t("continue"), (pin2) => {
+        if (pin2 !== pin1) {
+          error = t("newPinMismatch");
+          ask1();
+          return;
+        }
+        done(pin1);
+      })], { onClose, banner: att.dev }, show);
+      show();
+    };
+    ask1();
+  };
+
+  const d = details(request);
+  switch (request.purpose) {
+    case "sign_message":
+    case "sign_typed_data":
+    case "sign_transaction":
+    case "export": {
+      const show = () => {
+        const dd = details(request);
+        render(t(dd.title), [...dd.body, h("h2", {}, t("enterPinTitle")), pinForm(t(dd.submit), async (pin) => {
+          const pinEnv = await seal(pin, 0);
+          await answer(keys ? { pin: pinEnv, clientKey: keys.clientKey } : { pin: pinEnv });
+        }, retryText ? { error: retryText } : {})], { onClose, banner: att.dev }, show);
+      };
+      show();
+      return;
+    }
+    case "create_wallet":
+      choosePin("createWalletTitle", retryText, async (pin) => {
+        const env = await seal(pin, 0);
+        await answer({ pin: env, clientKey: keys!.clientKey });
+      });
+      return;
+    case "change_pin": {
+      const show = () => render(t(d.title), [h("h2", {}, t("currentPinTitle")), pinForm(t("continue"), (current) => {
+        choosePin("newPinTitle", undefined, async (newPin) => {
+          const [a, b] = await Promise.all([seal(current, 0), seal(newPin, 1)]);
+          await answer({ pin: a, newPin: b });
+        });
+      }, retryText ? { error: retryText } : {})], { onClose, banner: att.dev }, show);
+      show();
+      return;
+    }
+    case "recover": {
+      const show = () => {
+        const input = h("input", { id: "recovery", type: "password", autocomplete: "off", required: true, autofocus: true, spellcheck: "false" });
+        const form = h(
+          "form",
+          { class: "pin", novalidate: true },
+          retryText ? h("p", { class: "error", role: "alert" }, retryText) : null,
+          h("label", { for: "recovery" }, t("recoveryCodeLabel")),
+          input,
+          h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, t("continue"))),
+        );
+        form.addEventListener("submit", (e) => {
+          e.preventDefault();
+          const code = input.value.trim();
+          input.value = "";
+          if (!code) return;
+          choosePin("newPinTitle", undefined, async (newPin) => {
+            const [a, b] = await Promise.all([seal(code, 0), seal(newPin, 1)]);
+            await answer({ recovery: a, newPin: b });
+          });
+        });
+        render(t(d.title), [form], { onClose, banner: att.dev }, show);
+      };
+      show();
+      return;
+    }
+  }
+}
+
+// reveal -----------------------------------------------------------------------------------
+
+async function reveal(item: Incoming): Promise<void> {
+  const approvalId = item.payload.approvalId;
+  const kind = item.payload.kind;
+  const sealed = item.payload.sealed as SealedValue | undefined;
+  waitingFor = null;
+  const keys = typeof approvalId === "string" ? clientKeys.get(approvalId) : undefined;
+  if (!keys || !isObject(sealed) || (kind !== "recoveryKit" && kind !== "mnemonic")) {
+    return respondError(item.id, "invalid_request", "unknown approval");
+  }
+  let secret: string;
+  try {
+    secret = kind === "recoveryKit" ? await openRecoveryKit(keys, sealed) : await openMnemonic(keys, sealed);
+  } catch {
+    clientKeys.delete(approvalId as string);
+    return respondError(item.id, "internal", "the sealed value does not open");
+  }
+  clientKeys.delete(approvalId as string);
+  let saved = false;
+  const done = () => {
+    secret = "";
+    respond(item.id, { acknowledged: true });
+  };
+  const show = () => {
+    const doneButton = h("button", { type: "button", class: "primary", id: "reveal-done", onclick: done, disabled: kind === "recoveryKit" && !saved }, t("done"));
+    const box =
+      kind === "recoveryKit"
+        ? h("p", { class: "secret", id: "secret", "aria-label": t("recoveryKitTitle") }, secret)
+        : h("ol", { class: "secret words", id: "secret", "aria-label": t("mnemonicTitle") }, ...secret.split(/\s+/).map((w) => h("li", {}, w)));
+    const check =
+      kind === "recoveryKit"
+        ? h(
+            "label",
+            { class: "check" },
+            h("input", {
+              type: "checkbox",
+              id: "saved",
+              checked: saved,
+              onchange: (e: Event) => {
+                saved = (e.target as HTMLInputElement).checked;
+                doneButton.disabled = !saved;
+              },
+            }),
+            " ",
+            t("recoveryKitSaved"),
+          )
+        : null;
+    render(kind === "recoveryKit" ? t("recoveryKitTitle") : t("mnemonicTitle"), [
+      h("p", { class: "warning" }, kind === "recoveryKit" ? t("recoveryKitHint") : t("exportWarning")),
+      box,
+      check,
+      h("div", { class: "actions" }, doneButton),
+    ].filter(Boolean) as Node[], {}, show);
+  };
+  show();
+}
+
+// open: home, receive, settings -----------------------------------------------------------
+
+interface AccountView {
+  id: string;
+  network: string;
+  address: string;
+}
+
+function openView(item: Incoming): void {
+  const accounts = (Array.isArray(item.payload.accounts) ? item.payload.accounts : []).filter(
+    (a): a is AccountView => isObject(a) && typeof a.id === "string" && typeof a.network === "string" && typeof a.address === "string",
+  );
+  const balances = new Map<string, string>();
+  const onClose = () => respond(item.id, { closed: true });
+  let view: "home" | "settings" | { receive: AccountView } = item.payload.view === "settings" ? "settings" : "home";
+
+  const home = () => {
+    const byNetwork = new Map<string, AccountView[]>();
+    for (const a of accounts) byNetwork.set(a.network, [...(byNetwork.get(a.network) ?? []), a]);
+    const sections = [...byNetwork].map(([network, list]) =>
+      h(
+        "section",
+        { class: "network" },
+        h("h2", {}, networkLabel(network)),
+        ...list.map((a) => {
+          const copyButton = h("button", { type: "button", onclick: async () => {
+            try {
+              await navigator.clipboard.writeText(a.address);
+              copyButton.textContent = t("copied");
+            } catch {
+              // clipboard refused (permissions): the address is selectable anyway
+            }
+          } }, t("copy"));
+          return h(
+            "div",
+            { class: "account" },
+            mono(a.address),
+            dl(row(t("balance"), balances.get(a.id) ?? t("balanceUnknown"))),
+            h("div", { class: "actions" }, copyButton, h("button", { type: "button", onclick: () => { view = { receive: a }; show(); } }, t("receive"))),
+          );
+        }),
+      ),
+    );
+    render(t("homeTitle"), [
+      ...(sections.length ? sections : [h("p", { class: "muted" }, t("noAccounts"))]),
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => { view = "settings"; show(); } }, t("settingsTitle"))),
+    ], { onClose }, show);
+  };
+  const receive = (a: AccountView) => {
+    const label = networkLabel(a.network);
+    render(t("receiveTitle", { network: label }), [
+      qrCanvas(a.address, a.address),
+      mono(a.address),
+      h("p", { class: "muted" }, t("receiveHint", { network: label })),
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => { view = "home"; show(); } }, t("back"))),
+    ], { onClose }, show);
+  };
+  const settings = () => {
+    const select = h("select", { id: "lang", onchange: (e: Event) => { setLanguage((e.target as HTMLSelectElement).value === "ko" ? "ko" : "en"); show(); } },
+      h("option", { value: "en", selected: getLanguage() === "en" }, "English"),
+      h("option", { value: "ko", selected: getLanguage() === "ko" }, "한국어"));
+    render(t("settingsTitle"), [
+      h("label", { for: "lang" }, t("languageSetting")),
+      select,
+      h("p", { class: "muted" }, t("settingsHint")),
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => { view = "home"; show(); } }, t("back"))),
+    ], { onClose }, show);
+  };
+  const show = () => (view === "home" ? home() : view === "settings" ? settings() : receive(view.receive));
+  show();
+  // Balances, when this widget holds a session of its own (it signed the user in).
+  if (session) {
+    const token = session.accessToken;
+    void Promise.all(
+      accounts.map(async (a) => {
+        const r = await fetch(`${location.origin}/v1/accounts/${encodeURIComponent(a.id)}/balance`, {
+          headers: { "X-App-Key": appKey, Authorization: `Bearer ${token}`, Accept: "application/json" },
+        });
+        if (!r.ok) return;
+        const b = (await r.json()) as { native: { symbol: string; decimals: number; amount: string } };
+        balances.set(a.id, `${formatUnits(b.native.amount, b.native.decimals)} ${b.native.symbol}`);
+      }),
+    ).then(() => {
+      if (current?.id === item.id && view === "home") show();
+    }, () => {});
+  }
+}
+
+// --- start --------------------------------------------------------------------------------
+
+function isLoopback(host: string): boolean {
+  return host === "127.0.0.1" || host === "localhost" || host === "[::1]" || host.endsWith(".localhost");
+}
+
+async function main(): Promise<void> {
+  setLanguage(pickLanguage(params.get("lang"), navigator.languages ?? []));
+  if (!appKey || !parentOrigin || window.parent === window) {
+    fatal(t("loadFailed", { message: "appKey and parentOrigin are required, inside a frame" }));
+    return;
+  }
+  try {
+    const config = await fetch("config.json", { headers: { Accept: "application/json" } }).then((r) => (r.ok ? r.json() : {}), () => ({}));
+    const configured = isObject(config) ? config.attestation : undefined;
+    accept = configured === "dev" || configured === "nitro" ? configured : isLoopback(location.hostname) ? "dev" : "nitro";
+    const r = await fetch(`${location.origin}/v1/app`, { headers: { "X-App-Key": appKey, Accept: "application/json" } });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    app = (await r.json()) as AppInfo & { origins?: string[] };
+  } catch (e) {
+    fatal(t("loadFailed", { message: safeMessage(e) }));
+    return;
+  }
+  const origins = (app.origins ?? []).map((o) => o.toLowerCase());
+  if (!origins.includes(parentOrigin.toLowerCase()) && parentOrigin !== location.origin) {
+    fatal(t("originRefused", { origin: parentOrigin }));
+    return;
+  }
+  window.addEventListener("message", onMessage);
+  post({ kind: "event", type: "ready", payload: { version: PROTOCOL_VERSION } });
+}
+
+void main();

@@ -1,0 +1,85 @@
+// The e2e test's dApp: a page on another origin that uses the SDK (bundled from
+// ../sdk/js/src) through its EIP-1193 provider, with viem and with ethers v6, as dApps do.
+import { Keystead } from "../../../sdk/js/src/index.js";
+import { createWalletClient, custom, defineChain, type Address, type Hex } from "viem";
+import { BrowserProvider } from "ethers";
+
+const q = new URLSearchParams(location.search);
+const server = q.get("server")!;
+const appKey = q.get("appKey")!;
+const rpc = q.get("rpc")!;
+const chain = defineChain({
+  id: 31337,
+  name: "local",
+  nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+  rpcUrls: { default: { http: [rpc] } },
+});
+
+const keystead = new Keystead({ appKey, serverUrl: server, networks: { local: { rpcUrl: rpc } }, storage: "memory" });
+
+function wallet() {
+  return createWalletClient({ chain, transport: custom(keystead.getProvider("local")) });
+}
+
+async function address(): Promise<Address> {
+  const [a] = (await keystead.getProvider("local").request({ method: "eth_accounts" })) as Address[];
+  return a!;
+}
+
+/** Runs `fn`, answering `{ok, value}` or `{ok: false, code, message}` (EIP-1193 errors keep their numeric code). */
+async function wrap<T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; code: unknown; message: string }> {
+  try {
+    return { ok: true, value: await fn() };
+  } catch (e) {
+    const err = e as { code?: unknown; message?: string; cause?: { code?: unknown } };
+    return { ok: false, code: err.code ?? err.cause?.code, message: String(err.message ?? e) };
+  }
+}
+
+/** The provider as ethers gets it, logging each call's method and outcome to the console (test debugging). */
+function traced() {
+  const p = keystead.getProvider("local");
+  return {
+    on: p.on.bind(p),
+    removeListener: p.removeListener.bind(p),
+    request: async (a: { method: string; params?: unknown }) => {
+      console.log(`rpc ${a.method}`);
+      try {
+        const r = await p.request(a as never);
+        console.log(`rpc ${a.method} ok`);
+        return r;
+      } catch (e) {
+        console.log(`rpc ${a.method} failed: ${(e as Error).message}`);
+        throw e;
+      }
+    },
+  };
+}
+
+type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<{ name: string; type: string }>>; primaryType: string; message: Record<string, unknown> };
+
+(window as unknown as { dapp: unknown }).dapp = {
+  init: () => wrap(() => keystead.init()),
+  login: () => wrap(() => keystead.loginWithUI()),
+  register: () => wrap(async () => (await keystead.register()).walletId),
+  address: () => wrap(address),
+  viemSend: (to: Address, value: string) =>
+    wrap(async () => wallet().sendTransaction({ account: await address(), to, value: BigInt(value), chain })),
+  viemSignTypedData: (td: TypedArgs) =>
+    wrap(async () => wallet().signTypedData({ account: await address(), ...(td as never) })),
+  viemSignMessage: (message: string) => wrap(async () => wallet().signMessage({ account: await address(), message })),
+  ethersSignTypedData: (td: TypedArgs) =>
+    wrap(async () => {
+      const signer = await new BrowserProvider(traced() as never).getSigner();
+      return signer.signTypedData(td.domain as never, td.types as never, td.message);
+    }),
+  ethersSend: (to: string, value: string) =>
+    wrap(async () => {
+      const signer = await new BrowserProvider(traced() as never).getSigner();
+      const tx = await signer.sendTransaction({ to, value: BigInt(value) });
+      return tx.hash as Hex;
+    }),
+  openWidget: (view: "home" | "settings") => wrap(() => keystead.openWidget(view)),
+  exportWallet: () => wrap(() => keystead.exportWallet()),
+};
+document.body.dataset.ready = "1";

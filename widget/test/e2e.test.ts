@@ -1,0 +1,427 @@
+// End to end, in headless Chromium (playwright-core, the system's /usr/bin/chromium): a real
+// `keystead serve` (real enclave), anvil, and panva's oidc-provider; a dApp on another
+// loopback origin using the SDK through viem and ethers v6; the widget served by keystead.
+// Every screen is saved to widget/screenshots/.
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { createServer as netServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium, type Browser, type BrowserContext, type FrameLocator, type Page } from "playwright-core";
+import { createPublicClient, defineChain, http, verifyMessage, verifyTypedData, type Hex } from "viem";
+
+const WIDGET = resolve(process.cwd());
+const REPO = resolve(WIDGET, "..");
+const SHOTS = join(WIDGET, "screenshots");
+const TARGET = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME ?? "/root", ".cache/keystead/target");
+const KEYSTEAD = process.env.KEYSTEAD_BIN ?? join(TARGET, "debug/keystead");
+const ANVIL = process.env.KEYSTEAD_ANVIL;
+const OIDC_DIR = process.env.KEYSTEAD_OIDC_PROVIDER_DIR;
+const CHROMIUM = process.env.KEYSTEAD_CHROMIUM ?? "/usr/bin/chromium";
+const PIN = "480927";
+const WRONG_PIN = "905173";
+const RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+
+const TYPED = {
+  domain: { name: "Keystead demo", version: "1", chainId: 31337, verifyingContract: "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC" },
+  types: {
+    Person: [
+      { name: "name", type: "string" },
+      { name: "wallet", type: "address" },
+    ],
+    Mail: [
+      { name: "from", type: "Person" },
+      { name: "to", type: "Person" },
+      { name: "contents", type: "string" },
+    ],
+  },
+  primaryType: "Mail",
+  message: {
+    from: { name: "Alice", wallet: "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826" },
+    to: { name: "Bob", wallet: "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB" },
+    contents: "Hello, Bob!",
+  },
+} as const;
+
+const children: ChildProcess[] = [];
+let dappServer: Server;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let dataDir: string;
+let serverUrl: string;
+let rpcUrl: string;
+let dappOrigin: string;
+let foreignOrigin: string;
+let appKey: string;
+let account: Hex;
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = netServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+    s.on("error", rej);
+  });
+}
+
+function start(cmd: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let log = "";
+  child.stdout!.on("data", (d) => (log += d));
+  child.stderr!.on("data", (d) => (log += d));
+  child.on("exit", (code) => {
+    if (code && code !== 0 && !stopping) process.stderr.write(`${cmd} exited ${code}:\n${log.slice(-4000)}\n`);
+  });
+  return child;
+}
+let stopping = false;
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function rpc(method: string, params: unknown[]): Promise<unknown> {
+  const r = await fetch(rpcUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) });
+  const body = (await r.json()) as { result?: unknown; error?: unknown };
+  if (body.error) throw new Error(JSON.stringify(body.error));
+  return body.result;
+}
+
+async function shot(name: string): Promise<void> {
+  await page.waitForTimeout(150);
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+function widget(): FrameLocator {
+  return page.frameLocator('iframe[title="Keystead wallet"]');
+}
+
+/** Starts a dApp call in the page without waiting for it (the widget must be driven first). */
+function call<T = unknown>(fn: string, ...args: unknown[]): Promise<{ ok: boolean; value?: T; code?: unknown; message?: string }> {
+  return page.evaluate(([f, a]) => (window as unknown as Record<string, Record<string, (...x: unknown[]) => Promise<never>>>).dapp[f as string]!(...(a as unknown[])), [fn, args] as const);
+}
+
+async function enterPin(pin: string, button?: RegExp): Promise<void> {
+  const w = widget();
+  await w.locator("#pin").fill(pin);
+  if (button) await w.getByRole("button", { name: button }).click();
+  else await w.locator("form.pin button[type=submit]").click();
+}
+
+before(async () => {
+  assert.ok(ANVIL, "KEYSTEAD_ANVIL is not set (scripts/lib/anvil.sh ensure_anvil)");
+  assert.ok(OIDC_DIR, "KEYSTEAD_OIDC_PROVIDER_DIR is not set (scripts/lib/oidc_provider.sh)");
+  mkdirSync(SHOTS, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), "keystead-widget-e2e-"));
+  const [anvilPort, oidcPort, serverPort, dappPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  rpcUrl = `http://127.0.0.1:${anvilPort}`;
+  serverUrl = `http://127.0.0.1:${serverPort}`;
+  dappOrigin = `http://127.0.0.1:${dappPort}`;
+  foreignOrigin = `http://localhost:${dappPort}`;
+  const issuer = `http://127.0.0.1:${oidcPort}`;
+
+  start(ANVIL!, ["--host", "127.0.0.1", "--port", String(anvilPort), "--silent"]);
+  const clients = [{ client_id: "keystead-e2e", token_endpoint_auth_method: "none", redirect_uris: [`${serverUrl}/v1/auth/oauth/callback`] }];
+  start(process.execPath, [join(OIDC_DIR!, "server.mjs"), "--port", String(oidcPort), "--clients", JSON.stringify(clients)]);
+
+  const created = spawnSync(KEYSTEAD, ["app", "create", "--data-dir", dataDir, "--name", "Widget e2e", "--origin", dappOrigin, "--oidc", `real=${issuer}@keystead-e2e`, "--json"], { encoding: "utf8" });
+  assert.equal(created.status, 0, created.stderr);
+  appKey = JSON.parse(created.stdout).appKey;
+
+  start(KEYSTEAD, ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${serverPort}`, "--network", `local=31337@${rpcUrl}`], {
+    KEYSTEAD_WIDGET_DIR: join(WIDGET, "dist"),
+    KEYSTEAD_LOG: "warn",
+  });
+
+  // The dApp (and, on the other host name, a "foreign" page): static files.
+  const dappJs = readFileSync(join(WIDGET, ".e2e/dapp.js"));
+  dappServer = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    if (url.pathname === "/dapp.js") {
+      res.writeHead(200, { "content-type": "text/javascript" }).end(dappJs);
+    } else if (url.pathname === "/foreign.html") {
+      res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>foreign</title><body>foreign</body>");
+    } else {
+      res.writeHead(200, { "content-type": "text/html" }).end('<!doctype html><html><head><meta charset="utf-8"><title>Test dApp</title></head><body><h1>Test dApp</h1><script src="/dapp.js"></script></body></html>');
+    }
+  });
+  await new Promise<void>((r) => dappServer.listen(dappPort, "127.0.0.1", r));
+
+  await waitFor("anvil", async () => ((await rpc("eth_chainId", [])) ? true : undefined));
+  await waitFor("oidc-provider", async () => ((await fetch(`${issuer}/.well-known/openid-configuration`)).ok ? true : undefined));
+  await waitFor("keystead /readyz", async () => ((await fetch(`${serverUrl}/readyz`)).ok ? true : undefined), 60_000);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  context = await browser.newContext({ viewport: { width: 900, height: 760 }, locale: "en-US" });
+  page = await context.newPage();
+  page.on("pageerror", (e) => process.stderr.write(`page error: ${e.message}\n`));
+  if (process.env.KEYSTEAD_E2E_DEBUG) page.on("console", (m) => process.stderr.write(`console: ${m.text()}\n`));
+  const q = new URLSearchParams({ server: serverUrl, appKey, rpc: rpcUrl });
+  await page.goto(`${dappOrigin}/?${q}`);
+  await page.waitForSelector("body[data-ready='1']");
+});
+
+after(async () => {
+  stopping = true;
+  await browser?.close().catch(() => {});
+  dappServer?.close();
+  for (const c of children) c.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 300));
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+// A failed case must not leave its dialog open for the next one.
+let failures = 0;
+afterEach(async (t) => {
+  if (process.env.KEYSTEAD_E2E_DEBUG) {
+    failures++;
+    await page.screenshot({ path: join(SHOTS, `debug-${failures}.png`) }).catch(() => {});
+    const text = await page.frames().find((f) => f.url().includes("/widget/"))?.locator("#app").textContent().catch(() => "?");
+    process.stderr.write(`[after ${t.name}] widget: ${text}\n`);
+  }
+  const close = widget().getByRole("button", { name: /^(Close|닫기)$/ });
+  if (await close.count().catch(() => 0)) await close.first().click({ timeout: 2000 }).catch(() => {});
+});
+
+describe("widget end to end", { concurrency: false }, () => {
+  it("serves the widget with a strict CSP whose frame-ancestors are the app's origins", async () => {
+    const r = await fetch(`${serverUrl}/widget/?appKey=${encodeURIComponent(appKey)}&parentOrigin=${encodeURIComponent(dappOrigin)}`);
+    assert.equal(r.status, 200);
+    const csp = r.headers.get("content-security-policy") ?? "";
+    assert.match(csp, new RegExp(`frame-ancestors ${serverUrl} ${dappOrigin}$`));
+    assert.doesNotMatch(csp, /unsafe-inline|\*/);
+    const bare = (await fetch(`${serverUrl}/widget/`)).headers.get("content-security-policy") ?? "";
+    assert.match(bare, new RegExp(`frame-ancestors ${serverUrl}$`));
+    assert.equal((await fetch(`${serverUrl}/widget/widget.js`)).status, 200);
+  });
+
+  it("logs in through the popup (authorization code + PKCE via the server)", async () => {
+    assert.equal((await call("init")).value, "logged_out");
+    const login = call("login");
+    const w = widget();
+    await w.getByRole("button", { name: "Continue with real" }).waitFor();
+    await shot("01-sign-in");
+    const [popup] = await Promise.all([context.waitForEvent("page"), w.getByRole("button", { name: "Continue with real" }).click()]);
+    await popup.waitForLoadState();
+    await popup.locator("input[name=login]").fill("alice");
+    await popup.locator("input[name=password]").fill("anything");
+    await popup.screenshot({ path: join(SHOTS, "02-provider-login.png") });
+    await popup.locator("button[type=submit]").click();
+    // oidc-provider's consent step, when it asks.
+    const closed = popup.waitForEvent("close", { timeout: 30_000 });
+    const consent = popup.locator("button[type=submit]");
+    await Promise.race([
+      closed,
+      consent.waitFor({ timeout: 30_000 }).then(async () => {
+        await popup.screenshot({ path: join(SHOTS, "03-provider-consent.png") }).catch(() => {});
+        await consent.click().catch(() => {});
+      }),
+    ]).catch(() => {});
+    await closed;
+    const result = await login;
+    assert.deepEqual(result, { ok: true, value: "pin_required" });
+  });
+
+  it("sets up a PIN (weak PINs refused, entered twice) and shows the recovery code once", async () => {
+    const reg = call("register");
+    const w = widget();
+    await w.locator("#pin").waitFor();
+    await w.locator(".banner").waitFor(); // dev attestation warning
+    // The pad, for one weak PIN.
+    for (const d of "123456") await w.getByRole("button", { name: `Digit ${d}`, exact: true }).click();
+    await shot("04-pin-setup");
+    await w.locator("form.pin button[type=submit]").click();
+    await w.getByText("The PIN must not be a sequence.").waitFor();
+    await shot("05-pin-weak");
+    await enterPin(PIN);
+    await w.getByText("Enter the PIN again").waitFor();
+    await shot("06-pin-again");
+    await enterPin(PIN);
+    await w.locator("#secret").waitFor();
+    const code = (await w.locator("#secret").textContent()) ?? "";
+    assert.ok(code.trim().length >= 16, "a recovery code is shown");
+    assert.equal(await w.locator("#reveal-done").isDisabled(), true);
+    await shot("07-recovery-code");
+    await w.locator("#saved").check();
+    await w.locator("#reveal-done").click();
+    const out = await reg;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    const addr = await call<Hex>("address");
+    account = addr.value!;
+    await rpc("anvil_setBalance", [account, "0x8ac7230489e80000"]); // 10 ETH
+  });
+
+  it("viem sendTransaction through the provider; the receipt is read from anvil", async () => {
+    const sent = call<Hex>("viemSend", RECIPIENT, "1000000000000000");
+    const w = widget();
+    await w.getByText("Send a transaction").waitFor();
+    await w.getByText("0.001 ETH").waitFor();
+    await shot("08-approve-transaction");
+    await enterPin(PIN, /^Send$/);
+    const out = await sent;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    const client = createPublicClient({ chain: defineChain({ id: 31337, name: "local", nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 }, rpcUrls: { default: { http: [rpcUrl] } } }), transport: http(rpcUrl) });
+    const receipt = await client.waitForTransactionReceipt({ hash: out.value!, timeout: 30_000 });
+    assert.equal(receipt.status, "success");
+    assert.equal(receipt.from.toLowerCase(), account.toLowerCase());
+    assert.equal(receipt.to?.toLowerCase(), RECIPIENT.toLowerCase());
+  });
+
+  it("viem signTypedData, shown readably and checked with verifyTypedData", async () => {
+    const signed = call<Hex>("viemSignTypedData", TYPED);
+    const w = widget();
+    await w.getByText("Sign typed data").waitFor();
+    await w.getByText("Hello, Bob!").waitFor();
+    await w.getByText("Keystead demo").waitFor();
+    await shot("09-approve-typed-data");
+    await enterPin(PIN, /^Sign$/);
+    const out = await signed;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    assert.equal(await verifyTypedData({ address: account, ...(TYPED as never), signature: out.value! }), true);
+  });
+
+  it("the same through an ethers v6 BrowserProvider (signTypedData and sendTransaction)", async () => {
+    const signed = call<Hex>("ethersSignTypedData", TYPED);
+    await widget().getByText("Sign typed data").waitFor();
+    await enterPin(PIN, /^Sign$/);
+    const out = await signed;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    assert.equal(await verifyTypedData({ address: account, ...(TYPED as never), signature: out.value! }), true);
+
+    const sent = call<Hex>("ethersSend", RECIPIENT, "2000000000000000");
+    await widget().getByText("Send a transaction").waitFor();
+    await shot("08b-approve-transaction-ethers");
+    const shown = (await widget().locator("dl.details").textContent()) ?? "";
+    assert.match(shown, /0\.002 ETH/, shown);
+    await enterPin(PIN, /^Send$/);
+    const tx = await sent;
+    assert.equal(tx.ok, true, JSON.stringify(tx));
+    const receipt = await waitFor("the ethers transaction's receipt", async () => ((await rpc("eth_getTransactionReceipt", [tx.value])) as { status: string } | null) ?? undefined);
+    assert.equal(receipt.status, "0x1");
+  });
+
+  it("a wrong PIN shows the remaining tries; the right one then signs", async () => {
+    const signed = call<Hex>("viemSignMessage", "hello keystead");
+    const w = widget();
+    await w.getByText("hello keystead").waitFor();
+    await shot("10-approve-message");
+    await enterPin(WRONG_PIN, /^Sign$/);
+    await w.getByText(/Wrong PIN\. \d+ tries left\./).waitFor();
+    await shot("11-wrong-pin");
+    await enterPin(PIN, /^Sign$/);
+    const out = await signed;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    assert.equal(await verifyMessage({ address: account, message: "hello keystead", signature: out.value! }), true);
+  });
+
+  it("cancelling gives EIP-1193 error 4001", async () => {
+    const signed = call("viemSignMessage", "cancel me");
+    const w = widget();
+    await w.getByText("cancel me").waitFor();
+    await w.getByRole("button", { name: "Close" }).click();
+    const out = await signed;
+    assert.equal(out.ok, false);
+    assert.equal(out.code, 4001, JSON.stringify(out));
+  });
+
+  it("ignores a postMessage from a foreign origin", async () => {
+    // A frame of another origin (localhost vs 127.0.0.1) inside the dApp posts a well-formed
+    // `login` request to every frame of the page, the widget's included.
+    await page.evaluate(async (foreign) => {
+      const f = document.createElement("iframe");
+      f.src = `${foreign}/foreign.html`;
+      document.body.appendChild(f);
+      await new Promise((r) => f.addEventListener("load", r, { once: true }));
+    }, foreignOrigin);
+    const foreign = page.frames().find((f) => f.url().startsWith(foreignOrigin));
+    assert.ok(foreign, "the foreign frame loaded");
+    const posted = await foreign.evaluate(() => {
+      const msg = { protocol: "keystead-widget", version: 1, kind: "request", id: "0123456789abcdef0123456789abcdef", type: "login", payload: { appId: "x", appName: "evil", loginProviders: [{ name: "real", issuer: "x" }] } };
+      for (let i = 0; i < window.parent.frames.length; i++) window.parent.frames[i]!.postMessage(msg, "*");
+      return window.parent.frames.length;
+    });
+    assert.ok(posted >= 2);
+    await page.waitForTimeout(800);
+    const widgetFrame = page.frames().find((f) => f.url().startsWith(`${serverUrl}/widget/`))!;
+    assert.equal(await widgetFrame.locator("#app").evaluate((el) => el.childElementCount), 0, "the widget showed nothing");
+    await shot("19-after-foreign-message");
+  });
+
+  it("export shows the recovery phrase once", async () => {
+    const exp = call("exportWallet");
+    const w = widget();
+    await w.getByText("Show your recovery phrase").waitFor();
+    await enterPin(PIN);
+    await w.locator("#secret li").first().waitFor();
+    assert.ok((await w.locator("#secret li").count()) >= 12);
+    await shot("12-mnemonic");
+    await w.locator("#reveal-done").click();
+    const out = await exp;
+    assert.equal(out.ok, true, JSON.stringify(out));
+  });
+
+  it("home, receive (QR), settings, in English and Korean", async () => {
+    const opened = call("openWidget", "home");
+    const w = widget();
+    await w.getByText("Your wallet").waitFor();
+    await w.getByText(account).waitFor();
+    await shot("13-home");
+    await w.getByRole("button", { name: "Receive" }).click();
+    await w.locator("canvas.qr").waitFor();
+    await shot("14-receive");
+    await w.getByRole("button", { name: "Back" }).click();
+    await w.getByRole("button", { name: "Settings" }).click();
+    await shot("15-settings");
+    await w.getByRole("button", { name: "Switch language" }).click();
+    await w.getByText("설정").first().waitFor();
+    await shot("16-settings-ko");
+    await w.getByRole("button", { name: "뒤로" }).click();
+    await w.getByText("내 지갑").waitFor();
+    await shot("17-home-ko");
+    await w.getByRole("button", { name: "언어 바꾸기" }).click();
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+  });
+
+  it("five wrong PINs lock the wallet", async () => {
+    const signed = call("viemSignMessage", "lock me");
+    const w = widget();
+    await w.getByText("lock me").waitFor();
+    for (let i = 0; i < 5; i++) {
+      await w.locator("#pin").waitFor();
+      await enterPin(WRONG_PIN, /^Sign$/);
+      if (i < 4) await w.getByText(/Wrong PIN\.|wallet locks/).waitFor();
+      if (i === 3) await shot("18-last-try");
+    }
+    const out = await signed;
+    assert.equal(out.ok, false);
+    assert.match(out.message ?? "", /lock|wrong/i, JSON.stringify(out));
+    // Now locked: the next attempt with the right PIN is refused as locked.
+    const again = call("viemSignMessage", "after lock");
+    await w.getByText("after lock").waitFor();
+    await enterPin(PIN, /^Sign$/);
+    const refused = await again;
+    assert.equal(refused.ok, false);
+    assert.match(refused.message ?? "", /lock/i, JSON.stringify(refused));
+  });
+});
