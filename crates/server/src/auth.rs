@@ -22,6 +22,38 @@ pub const SESSION_TTL_SECS: u64 = 30 * 24 * 60 * 60;
 pub struct Auth {
     pub signer: SessionSigner,
     pub verifier: OidcVerifier,
+    /// Access tokens already checked (signature and live session), by token hash, for
+    /// [`CHECKED_TOKEN_TTL`]: a client's requests in a burst are checked once.
+    pub checked: crate::cache::TtlCache<String, (AccessClaims, u64, u64)>,
+    /// Bumped whenever this server ends a session: every earlier check is void.
+    revocations: std::sync::atomic::AtomicU64,
+}
+
+/// How long a checked access token is trusted without looking at its session again: a
+/// session ended on another server (or by refresh-token reuse) is seen within this; a
+/// logout on this server is seen at once.
+pub const CHECKED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Auth {
+    pub fn new(signer: SessionSigner, verifier: OidcVerifier) -> Self {
+        Self {
+            signer,
+            verifier,
+            checked: crate::cache::TtlCache::new(CHECKED_TOKEN_TTL, 100_000),
+            revocations: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Voids every checked token: a session was just ended here (logout, or a reused
+    /// refresh token). Rare, so the cost of re-checking all is small.
+    pub fn session_ended(&self) {
+        self.revocations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn revocation_epoch(&self) -> u64 {
+        self.revocations.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// A logged-in user's tokens and where they stand.
@@ -217,6 +249,7 @@ impl Auth {
                 ));
             }
             Err(StoreError::RefreshReuse) => {
+                self.session_ended();
                 tracing::warn!(app = %app.id, "refresh token reused; session revoked");
                 return Err(unauthenticated(
                     "the refresh token was already used; the session is revoked",
@@ -238,17 +271,48 @@ impl Auth {
         now: u64,
     ) -> Result<Caller, ApiError> {
         let token = bearer(authorization)?;
+        let key = hash_token(token);
+        let instant = std::time::Instant::now();
+        let epoch = self.revocation_epoch();
+        if let Some((claims, expires_at, checked_in)) = self.checked.get(&key, instant)
+            && claims.app_id == app.id
+            && now < expires_at
+            && checked_in == epoch
+        {
+            return Ok(Caller { claims });
+        }
         let claims = self
             .signer
             .verify_access_token(token, &app.id, now)
             .map_err(access_token_error)?;
         let ended = || unauthenticated("the session has ended", "session_ended");
         match store.get_session(&app.id, &claims.session_id).await {
-            Ok(s) if s.is_live(secs(now)) && s.user_id == claims.user_id => Ok(Caller { claims }),
+            Ok(s) if s.is_live(secs(now)) && s.user_id == claims.user_id => {
+                // Trusted again only while both the token and the session still run.
+                let expires_at = token_expiry(token)
+                    .unwrap_or(now)
+                    .min(u64::try_from(s.expires_at).unwrap_or(0));
+                self.checked
+                    .put(key, (claims.clone(), expires_at, epoch), instant);
+                Ok(Caller { claims })
+            }
             Ok(_) | Err(StoreError::NotFound) => Err(ended()),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The `exp` of an access token already verified (its payload is trusted here).
+fn token_expiry(token: &str) -> Option<u64> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_u64()
 }
 
 /// What the verifier needs of an app's provider.

@@ -174,6 +174,7 @@ pub async fn logout(
             i64::try_from(now).unwrap_or(i64::MAX),
         )
         .await?;
+    state.auth.session_ended();
     Ok(StatusCode::NO_CONTENT)
 }
 
