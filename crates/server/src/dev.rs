@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -132,10 +131,54 @@ pub struct DevIssuer {
     issuer: String,
     key: SigningKey,
     kid: String,
+    /// Authorization codes handed out and not yet redeemed (single use, 5 minutes).
+    codes: std::sync::Mutex<std::collections::HashMap<String, IssuedCode>>,
 }
 
-/// What `POST /dev/oidc/token` takes.
+/// What an authorization code stands for until the token endpoint redeems it.
+struct IssuedCode {
+    client_id: String,
+    redirect_uri: String,
+    nonce: Option<String>,
+    code_challenge: String,
+    login: MintRequest,
+    expires_at: u64,
+}
+
+/// The code flow's query (`GET /dev/oidc/authorize`) and the login form's fields.
 #[derive(Debug, Deserialize)]
+pub struct AuthorizeParams {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub response_type: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Filled in by the login form.
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `POST /dev/oidc/token` as OAuth clients send it (form-encoded).
+#[derive(Debug, Deserialize)]
+pub struct CodeExchange {
+    pub grant_type: String,
+    pub code: String,
+    pub redirect_uri: String,
+    pub client_id: String,
+    pub code_verifier: String,
+}
+
+/// How long an authorization code may wait to be redeemed.
+const CODE_TTL_SECS: u64 = 300;
+
+/// What `POST /dev/oidc/token` takes.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MintRequest {
     pub sub: String,
@@ -147,7 +190,12 @@ pub struct MintRequest {
 impl DevIssuer {
     pub fn new(issuer: String, key: SigningKey) -> Self {
         let kid = thumbprint(&key);
-        Self { issuer, key, kid }
+        Self {
+            issuer,
+            key,
+            kid,
+            codes: Default::default(),
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -175,15 +223,109 @@ impl DevIssuer {
             "issuer": self.issuer,
             "jwks_uri": format!("{}/jwks", self.issuer),
             "token_endpoint": format!("{}/token", self.issuer),
-            "response_types_supported": ["id_token"],
+            "authorization_endpoint": format!("{}/authorize", self.issuer),
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["EdDSA"],
             "claims_supported": ["iss", "sub", "aud", "iat", "exp", "email", "email_verified"],
         })
     }
 
+    /// The only place a code may be sent: this server's own login callback.
+    fn allowed_redirect(&self) -> String {
+        let base = self.issuer.trim_end_matches(ISSUER_PATH);
+        format!("{base}/v1/auth/oauth/callback")
+    }
+
+    /// Checks an authorization request; the error is shown to the user.
+    pub fn check_authorize(&self, params: &AuthorizeParams) -> Result<(), String> {
+        if params.response_type != "code" {
+            return Err("response_type must be code".into());
+        }
+        if params.redirect_uri != self.allowed_redirect() {
+            return Err(format!(
+                "redirect_uri must be this server's callback, {}",
+                self.allowed_redirect()
+            ));
+        }
+        if params.code_challenge_method.as_deref() != Some("S256")
+            || params.code_challenge.as_deref().is_none_or(str::is_empty)
+        {
+            return Err("PKCE with code_challenge_method S256 is required".into());
+        }
+        Ok(())
+    }
+
+    /// Hands out a code for a checked request and the login the user typed.
+    pub fn issue_code<R: CryptoRng + ?Sized>(
+        &self,
+        params: &AuthorizeParams,
+        login: MintRequest,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<String, String> {
+        self.check_authorize(params)?;
+        self.mint(&login, now)?; // refuses what minting would refuse, before redirecting
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        let code = b64(&bytes);
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        codes.retain(|_, c| c.expires_at > now);
+        codes.insert(
+            code.clone(),
+            IssuedCode {
+                client_id: params.client_id.clone(),
+                redirect_uri: params.redirect_uri.clone(),
+                nonce: params.nonce.clone(),
+                code_challenge: params.code_challenge.clone().unwrap_or_default(),
+                login,
+                expires_at: now + CODE_TTL_SECS,
+            },
+        );
+        Ok(code)
+    }
+
+    /// Redeems a code (once) for an ID token, checking the PKCE verifier, the client and
+    /// the redirect URI.
+    pub fn redeem(&self, exchange: &CodeExchange, now: u64) -> Result<String, String> {
+        if exchange.grant_type != "authorization_code" {
+            return Err("unsupported_grant_type".into());
+        }
+        let issued = self
+            .codes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&exchange.code)
+            .filter(|c| c.expires_at > now)
+            .ok_or("invalid_grant")?;
+        let challenge = b64(&Sha256::digest(exchange.code_verifier.as_bytes()));
+        if challenge != issued.code_challenge
+            || exchange.client_id != issued.client_id
+            || exchange.redirect_uri != issued.redirect_uri
+        {
+            return Err("invalid_grant".into());
+        }
+        let login = MintRequest {
+            aud: Some(issued.client_id),
+            ..issued.login
+        };
+        self.mint_with_nonce(&login, issued.nonce.as_deref(), now)
+    }
+
     /// A signed ID token for `request`, issued at `now`, valid for [`TOKEN_TTL_SECS`].
     pub fn mint(&self, request: &MintRequest, now: u64) -> Result<String, String> {
+        self.mint_with_nonce(request, None, now)
+    }
+
+    fn mint_with_nonce(
+        &self,
+        request: &MintRequest,
+        nonce: Option<&str>,
+        now: u64,
+    ) -> Result<String, String> {
         let sub = request.sub.as_str();
         if sub.trim().is_empty() || sub.len() > 255 || sub.chars().any(char::is_control) {
             return Err("sub must be 1 to 255 characters, none of them control characters".into());
@@ -211,6 +353,9 @@ impl DevIssuer {
             }
             claims["email"] = json!(email);
             claims["email_verified"] = json!(true);
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
         }
         let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
         let signing_input = format!(
@@ -248,6 +393,10 @@ pub fn routes(dev: Arc<DevIssuer>) -> Router {
         )
         .route(&format!("{ISSUER_PATH}/jwks"), get(jwks))
         .route(&format!("{ISSUER_PATH}/token"), post(token))
+        .route(
+            &format!("{ISSUER_PATH}/authorize"),
+            get(authorize_page).post(authorize_submit),
+        )
         .with_state(dev)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
@@ -261,27 +410,143 @@ async fn jwks(State(dev): State<Arc<DevIssuer>>) -> Json<Value> {
     Json(json!({ "keys": [dev.jwk()] }))
 }
 
-async fn token(
-    State(dev): State<Arc<DevIssuer>>,
-    body: Result<Json<MintRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(request) =
-        body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
-    let id_token = dev
-        .mint(&request, crate::auth::now())
-        .map_err(|m| ApiError::new(ErrorCode::InvalidRequest, m))?;
-    // The subject is no secret; the token is never logged.
-    tracing::info!(sub = %request.sub, "development issuer minted an ID token");
-    let mut response = Json(json!({
-        "idToken": id_token,
-        "expiresIn": TOKEN_TTL_SECS,
-    }))
-    .into_response();
+async fn token(State(dev): State<Arc<DevIssuer>>, request: axum::extract::Request) -> Response {
+    let form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let answer = if form {
+        match axum::extract::Form::<CodeExchange>::from_request(request, &()).await {
+            Ok(axum::extract::Form(exchange)) => redeem(&dev, &exchange),
+            Err(e) => oauth_error("invalid_request", &e.body_text()),
+        }
+    } else {
+        match Json::<MintRequest>::from_request(request, &()).await {
+            Ok(Json(mint)) => mint_json(&dev, &mint),
+            Err(e) => ApiError::new(ErrorCode::InvalidRequest, e.body_text()).into_response(),
+        }
+    };
+    let mut response = answer;
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }
+
+fn mint_json(dev: &DevIssuer, request: &MintRequest) -> Response {
+    match dev.mint(request, crate::auth::now()) {
+        Ok(id_token) => {
+            // The subject is no secret; the token is never logged.
+            tracing::info!(sub = %request.sub, "development issuer minted an ID token");
+            Json(json!({"idToken": id_token, "expiresIn": TOKEN_TTL_SECS})).into_response()
+        }
+        Err(m) => ApiError::new(ErrorCode::InvalidRequest, m).into_response(),
+    }
+}
+
+fn redeem(dev: &DevIssuer, exchange: &CodeExchange) -> Response {
+    match dev.redeem(exchange, crate::auth::now()) {
+        Ok(id_token) => Json(json!({
+            "id_token": id_token,
+            "token_type": "Bearer",
+            "access_token": "dev-issuer-grants-nothing",
+            "expires_in": TOKEN_TTL_SECS,
+        }))
+        .into_response(),
+        Err(error) => oauth_error(
+            &error,
+            "the code is unknown, used, expired or for another client",
+        ),
+    }
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+/// The login page of the code flow: who to sign in as.
+async fn authorize_page(
+    State(dev): State<Arc<DevIssuer>>,
+    axum::extract::Query(params): axum::extract::Query<AuthorizeParams>,
+) -> Response {
+    if let Err(why) = dev.check_authorize(&params) {
+        return (axum::http::StatusCode::BAD_REQUEST, why).into_response();
+    }
+    let hidden: String = [
+        ("client_id", Some(params.client_id.as_str())),
+        ("redirect_uri", Some(params.redirect_uri.as_str())),
+        ("response_type", Some(params.response_type.as_str())),
+        ("state", params.state.as_deref()),
+        ("nonce", params.nonce.as_deref()),
+        ("code_challenge", params.code_challenge.as_deref()),
+        (
+            "code_challenge_method",
+            params.code_challenge_method.as_deref(),
+        ),
+        ("scope", params.scope.as_deref()),
+    ]
+    .iter()
+    .filter_map(|(name, value)| {
+        value.map(|v| {
+            format!(
+                r#"<input type="hidden" name="{name}" value="{}">"#,
+                html_escape(v)
+            )
+        })
+    })
+    .collect();
+    Html(AUTHORIZE_PAGE.replace("{hidden}", &hidden)).into_response()
+}
+
+/// The login form's answer: a code, sent back to the server's callback.
+async fn authorize_submit(
+    State(dev): State<Arc<DevIssuer>>,
+    axum::extract::Form(params): axum::extract::Form<AuthorizeParams>,
+) -> Response {
+    let login = MintRequest {
+        sub: params.sub.clone().unwrap_or_default(),
+        email: params.email.clone().filter(|e| !e.trim().is_empty()),
+        aud: None,
+    };
+    let mut rng = rand::TryRngCore::unwrap_err(rand::rngs::OsRng);
+    match dev.issue_code(&params, login, crate::auth::now(), &mut rng) {
+        Ok(code) => {
+            let mut url = match url::Url::parse(&params.redirect_uri) {
+                Ok(url) => url,
+                Err(_) => {
+                    return (axum::http::StatusCode::BAD_REQUEST, "bad redirect_uri")
+                        .into_response();
+                }
+            };
+            url.query_pairs_mut().append_pair("code", &code);
+            if let Some(state) = &params.state {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            axum::response::Redirect::to(url.as_str()).into_response()
+        }
+        Err(why) => (axum::http::StatusCode::BAD_REQUEST, why).into_response(),
+    }
+}
+
+const AUTHORIZE_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Keystead development sign-in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 28rem; margin: 2rem auto">
+<h1>Development sign-in</h1>
+<p><strong>keystead serve --dev</strong>: this issuer signs anyone in. Never use it in production.</p>
+<form method="post">
+{hidden}
+<p><label>User (subject) <input name="sub" required value="alice"></label></p>
+<p><label>Email <input name="email" type="email" value="alice@example.test"></label></p>
+<p><button type="submit">Sign in</button></p>
+</form>
+</body></html>
+"#;
 
 async fn page(State(dev): State<Arc<DevIssuer>>) -> Html<String> {
     Html(

@@ -252,3 +252,105 @@ async fn without_dev_there_is_no_issuer_and_no_demo_app() {
     let stderr = std::fs::read_to_string(stderr_path(&server)).unwrap();
     assert!(!stderr.contains("DEVELOPMENT MODE"), "{stderr}");
 }
+
+/// The JSON a login result page hands to its opener: (origin, result).
+fn result_of(page: &str) -> (Value, Value) {
+    let start = page.find("id=\"result\">").expect("a result page") + "id=\"result\">".len();
+    let end = start + page[start..].find("</script>").unwrap();
+    let data: Value = serde_json::from_str(&page[start..end]).unwrap();
+    (data["origin"].clone(), data["result"].clone())
+}
+
+#[tokio::test]
+async fn the_popup_login_works_with_the_dev_issuer() {
+    let server = start_dev(tempfile::tempdir().unwrap());
+    wait_for(&format!("{}/healthz", server.base), 200).await;
+    let app_key = printed(&server, "appKey:").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = format!(
+        "{}/v1/auth/oauth/start?appKey={app_key}&provider=dev&origin=http://localhost:5173",
+        server.base
+    );
+    let r = http.get(&start).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let authorize = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(
+        authorize.path().ends_with("/dev/oidc/authorize"),
+        "{authorize}"
+    );
+
+    // The sign-in page, then its form: a code goes back to the server's callback only.
+    let page = http.get(authorize.clone()).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("name=\"code_challenge\"")
+    );
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    form.push(("sub".into(), "dora".into()));
+    form.push(("email".into(), "dora@example.test".into()));
+    let mut elsewhere = form.clone();
+    for (k, v) in elsewhere.iter_mut() {
+        if k == "redirect_uri" {
+            *v = "https://evil.example/cb".into();
+        }
+    }
+    let encode = |fields: &[(String, String)]| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+    };
+    let refused = http
+        .post(authorize.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&elsewhere))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let back = http
+        .post(authorize)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&form))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    assert!(callback.starts_with(&format!("{}/v1/auth/oauth/callback?code=", server.base)));
+
+    let page = http
+        .get(&callback)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (origin, result) = result_of(&page);
+    assert_eq!(origin, "http://localhost:5173");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["session"]["user"]["email"], "dora@example.test");
+    let api = Api::new(&server);
+    let (status, me) = api
+        .me(&app_key, result["session"]["accessToken"].as_str().unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["user"]["email"], "dora@example.test");
+
+    // The code was single use.
+    let page = http
+        .get(&callback)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(result_of(&page).1["ok"], false);
+}
