@@ -6,7 +6,7 @@
 // PINs, recovery codes and mnemonics live only in input elements and local variables for as
 // long as needed; nothing here logs them, and no error message carries them.
 
-import { getAddress } from "viem";
+import { getAddress, isAddress } from "viem";
 import {
   checkNewPin,
   generateClientKeyPair,
@@ -17,14 +17,15 @@ import {
   verifyAttestation,
   type AttestationResponse,
   type ClientKeyPair,
+  type Operation,
   type SealedValue,
   type TypedData,
   type VerifiedAttestation,
 } from "../../sdk/js/src/crypto.js";
 import { operationsForApproval, type ApprovalRequest, type ApprovalRetry } from "../../sdk/js/src/approval.js";
 import { PROTOCOL, PROTOCOL_VERSION } from "../../sdk/js/src/channel.js";
-import type { AppInfo, Session } from "../../sdk/js/src/api.js";
-import { dl, formatUnits, h, row } from "./dom.js";
+import { ApiClient, KeysteadError, type AppInfo, type PrepareResponse, type Session, type TxResponse } from "../../sdk/js/src/api.js";
+import { dl, formatUnits, h, parseUnits, row } from "./dom.js";
 import { getLanguage, pickLanguage, setLanguage, t, type Key } from "./i18n.js";
 import { qrCanvas } from "./qr.js";
 
@@ -222,6 +223,10 @@ function describeError(err: { code?: string; message?: string; details?: Record<
         : t("weakPin");
     case "wrong_recovery_code":
       return t("wrongRecoveryCode");
+    case "insufficient_funds":
+      return t("insufficientFunds");
+    case "unauthenticated":
+      return t("sessionExpired");
     case "envelope_rejected":
       return d.reason === "undecryptable" ? t("enclaveRestarted") : t("envelopeExpired");
     default:
@@ -717,7 +722,22 @@ function openView(item: Incoming): void {
   );
   const balances = new Map<string, string>();
   const onClose = () => respond(item.id, { closed: true });
-  let view: "home" | "settings" | { receive: AccountView } = item.payload.view === "settings" ? "settings" : "home";
+  const alive = () => current?.id === item.id;
+  /** "flow": a send or settings action owns the screen. */
+  let view: "home" | "settings" | "flow" | { receive: AccountView } = item.payload.view === "settings" ? "settings" : "home";
+  let settingsNote: { text: string; error: boolean } | null = null;
+
+  const toHome = () => {
+    view = "home";
+    show();
+    loadBalances();
+  };
+  const toSettings = (note: { text: string; error: boolean } | null = null) => {
+    settingsNote = note;
+    view = "settings";
+    show();
+  };
+  const backTo = (where: () => void) => h("div", { class: "actions" }, h("button", { type: "button", onclick: () => where() }, t("back")));
 
   const home = () => {
     const byNetwork = new Map<string, AccountView[]>();
@@ -741,14 +761,20 @@ function openView(item: Incoming): void {
             { class: "account" },
             mono(a.address),
             dl(row(t("balance"), balances.get(a.id) ?? t("balanceUnknown"))),
-            h("div", { class: "actions" }, copyButton, h("button", { type: "button", onclick: () => { view = { receive: a }; show(); } }, t("receive"))),
+            h(
+              "div",
+              { class: "actions" },
+              copyButton,
+              h("button", { type: "button", onclick: () => { view = { receive: a }; show(); } }, t("receive")),
+              session ? h("button", { type: "button", class: "primary", onclick: () => sendFlow(a) }, t("sendTitle")) : null,
+            ),
           );
         }),
       ),
     );
     render(t("homeTitle"), [
       ...(sections.length ? sections : [h("p", { class: "muted" }, t("noAccounts"))]),
-      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => { view = "settings"; show(); } }, t("settingsTitle"))),
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => toSettings() }, t("settingsTitle"))),
     ], { onClose }, show);
   };
   const receive = (a: AccountView) => {
@@ -757,38 +783,392 @@ function openView(item: Incoming): void {
       qrCanvas(a.address, a.address),
       mono(a.address),
       h("p", { class: "muted" }, t("receiveHint", { network: label })),
-      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => { view = "home"; show(); } }, t("back"))),
+      backTo(toHome),
     ], { onClose }, show);
   };
   const settings = () => {
     const select = h("select", { id: "lang", onchange: (e: Event) => { setLanguage((e.target as HTMLSelectElement).value === "ko" ? "ko" : "en"); show(); } },
       h("option", { value: "en", selected: getLanguage() === "en" }, "English"),
       h("option", { value: "ko", selected: getLanguage() === "ko" }, "한국어"));
+    const note = settingsNote
+      ? h("p", { id: "settings-note", class: settingsNote.error ? "error" : "ok", role: settingsNote.error ? "alert" : "status" }, settingsNote.text)
+      : null;
+    const actions = session
+      ? h(
+          "div",
+          { class: "actions stack" },
+          h("button", { type: "button", onclick: () => changePinFlow() }, t("changePin")),
+          h("button", { type: "button", onclick: () => exportFlow() }, t("exportMnemonic")),
+          h("button", { type: "button", onclick: () => recoverFlow() }, t("recoverWallet")),
+          h("button", { type: "button", onclick: () => void logOut() }, t("logOut")),
+        )
+      : h("p", { class: "muted" }, t("settingsHint"));
     render(t("settingsTitle"), [
+      note,
       h("label", { for: "lang" }, t("languageSetting")),
       select,
-      h("p", { class: "muted" }, t("settingsHint")),
-      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => { view = "home"; show(); } }, t("back"))),
-    ], { onClose }, show);
+      actions,
+      backTo(toHome),
+    ].filter(Boolean) as Node[], { onClose }, show);
   };
-  const show = () => (view === "home" ? home() : view === "settings" ? settings() : receive(view.receive));
-  show();
+  const show = () => {
+    if (view === "flow") return;
+    if (view === "home") home();
+    else if (view === "settings") settings();
+    else receive(view.receive);
+  };
+
+  // send -------------------------------------------------------------------------------
+
+  const sendFlow = (a: AccountView) => {
+    const api = apiClient();
+    if (!api || !app) return toHome();
+    const appId = app.appId;
+    view = "flow";
+    const { symbol, decimals } = nativeOf(a.network);
+    let toText = "";
+    let amountText = "";
+
+    const form = (error?: string) => {
+      const showForm = () => {
+        const to = h("input", { id: "send-to", name: "to", type: "text", autocomplete: "off", spellcheck: "false", required: true, value: toText, placeholder: "0x…", autofocus: true });
+        const amount = h("input", { id: "send-amount", name: "amount", type: "text", inputmode: "decimal", autocomplete: "off", required: true, value: amountText, placeholder: "0.0" });
+        const f = h(
+          "form",
+          { class: "send", novalidate: true },
+          error ? h("p", { class: "error", role: "alert", id: "send-error" }, error) : null,
+          dl(row(t("from"), mono(a.address)), row(t("network"), networkLabel(a.network)), row(t("balance"), balances.get(a.id) ?? t("balanceUnknown"))),
+          h("label", { for: "send-to" }, t("sendTo")),
+          to,
+          h("label", { for: "send-amount" }, t("sendAmount", { symbol })),
+          amount,
+          h("div", { class: "actions" }, h("button", { type: "button", onclick: toHome }, t("back")), h("button", { type: "submit", class: "primary" }, t("continue"))),
+        );
+        f.addEventListener("submit", (e) => {
+          e.preventDefault();
+          toText = to.value.trim();
+          amountText = amount.value.trim();
+          if (!isAddress(toText, { strict: false })) return form(t("sendBadAddress"));
+          const value = parseUnits(amountText, decimals);
+          if (value === null || value <= 0n) return form(t("sendBadAmount"));
+          void prepare(getAddress(toText), value);
+        });
+        render(t("sendTitle"), [f], { onClose }, showForm);
+      };
+      showForm();
+    };
+
+    const prepare = async (to: string, value: bigint) => {
+      working();
+      let prepared: PrepareResponse;
+      try {
+        prepared = await api.prepareTx({ accountId: a.id, to, value: value.toString() });
+      } catch (e) {
+        if (alive()) form(describeError(errorOf(e)));
+        return;
+      }
+      if (!alive()) return;
+      const i = prepared.intent;
+      if (i.to.toLowerCase() !== to.toLowerCase() || i.value !== value.toString() || i.from.toLowerCase() !== a.address.toLowerCase() || i.network !== a.network) {
+        form(t("failed", { message: "the prepared transaction differs from the one entered" }));
+        return;
+      }
+      await review(prepared);
+    };
+
+    const review = async (prepared: PrepareResponse, error?: string) => {
+      let att: VerifiedAttestation;
+      try {
+        att = await attest();
+      } catch (e) {
+        if (alive()) form(t("attestationFailed", { message: safeMessage(e) }));
+        return;
+      }
+      if (!alive()) return;
+      const i = prepared.intent;
+      // The approval exactly as the SDK would ask it: the intent as prepared, its fee cap.
+      const request: ApprovalRequest = { purpose: "sign_transaction", appId, accountId: a.id, address: a.address, network: a.network, intent: i, maxFee: prepared.maxFee, broadcast: true };
+      const op = operationsForApproval(request)[0]!;
+      const showReview = () =>
+        render(t("sendReviewTitle"), [
+          dl(
+            row(t("from"), mono(i.from)),
+            row(t("network"), networkLabel(a.network)),
+            row(t("to"), mono(i.to)),
+            row(t("value"), mono(`${formatUnits(i.value, decimals)} ${symbol}`)),
+            row(t("fee"), h("span", { id: "send-fee" }, mono(`${formatUnits(prepared.maxFee, decimals)} ${symbol}`)), h("br"), h("span", { class: "muted", id: "send-fee-cap" }, t("feeCap", { gas: i.gasLimit, gwei: formatUnits(i.maxFeePerGas, 9) }))),
+          ),
+          h("h2", {}, t("enterPinTitle")),
+          pinForm(t("send"), async (pin) => {
+            const env = await sealOp(op, pin, att);
+            working();
+            let tx: TxResponse;
+            try {
+              // A fresh idempotency key per attempt: each attempt carries a new envelope.
+              tx = await api.sendTx({ intent: i, pin: env, accountId: a.id }, randomHex(16));
+            } catch (e) {
+              if (!alive()) return;
+              const err = errorOf(e);
+              if (err.code === "wrong_pin" || err.code === "envelope_rejected") return void review(prepared, describeError(err));
+              return form(describeError(err));
+            }
+            if (alive()) result(tx);
+          }, error ? { error } : {}),
+          backTo(() => form()),
+        ], { onClose, banner: att.dev }, showReview);
+      showReview();
+    };
+
+    const result = (tx: TxResponse) => {
+      let status = tx.status;
+      let block: number | null | undefined = tx.blockNumber;
+      let stopped = false;
+      const showResult = () =>
+        render(t("txSentTitle"), [
+          dl(
+            row(t("txHash"), h("code", { class: "mono", id: "tx-hash" }, tx.hash)),
+            row(t("txStatus"), h("span", { id: "tx-status", role: "status", "data-status": status }, t(`tx_${status}` as Key))),
+            ...(typeof block === "number" ? [row(t("txBlock"), mono(String(block)))] : []),
+          ),
+          h("div", { class: "actions" }, h("button", { type: "button", class: "primary", id: "tx-done", onclick: () => { stopped = true; toHome(); } }, t("done"))),
+        ], { onClose }, showResult);
+      showResult();
+      // The status, polled until confirmed or failed (for at most ten minutes).
+      void (async () => {
+        const end = Date.now() + 10 * 60 * 1000;
+        while (status === "pending" && Date.now() < end) {
+          await new Promise((r) => setTimeout(r, 1000));
+          if (stopped || !alive()) return;
+          try {
+            const r = await api.getTx(tx.id);
+            if (r.status !== status) {
+              status = r.status;
+              block = r.blockNumber;
+              if (!stopped && alive()) showResult();
+            }
+          } catch {
+            // try again on the next tick
+          }
+        }
+      })();
+    };
+
+    form();
+  };
+
+  // settings actions --------------------------------------------------------------------
+
+  /** The wallet id (from /v1/me) and a checked attestation, then `then`. */
+  const withWallet = async (then: (api: ApiClient, appId: string, walletId: string, att: VerifiedAttestation) => void | Promise<void>) => {
+    const api = apiClient();
+    if (!api || !app) return toSettings();
+    const appId = app.appId;
+    view = "flow";
+    working();
+    let walletId: string;
+    let att: VerifiedAttestation;
+    try {
+      const [me, verified] = await Promise.all([api.me(), attest()]);
+      if (!me.walletId) throw new KeysteadError("wallet_required", "the user has no wallet");
+      walletId = me.walletId;
+      att = verified;
+    } catch (e) {
+      if (alive()) toSettings({ text: describeError(errorOf(e)), error: true });
+      return;
+    }
+    if (alive()) await then(api, appId, walletId, att);
+  };
+  const failed = (e: unknown) => {
+    if (alive()) toSettings({ text: describeError(errorOf(e)), error: true });
+  };
+
+  const changePinFlow = () => void withWallet((api, appId, walletId, att) => {
+    const ops = operationsForApproval({ purpose: "change_pin", appId, walletId });
+    const ask = (error?: string) => {
+      const showAsk = () =>
+        render(t("changePinTitle"), [
+          h("h2", {}, t("currentPinTitle")),
+          pinForm(t("continue"), (currentPin) => {
+            askNewPin({ title: "newPinTitle", banner: att.dev, onClose, done: async (newPin) => {
+              working();
+              try {
+                const [pin, next] = await Promise.all([sealOp(ops[0]!, currentPin, att), sealOp(ops[1]!, newPin, att)]);
+                await api.changePin({ pin, newPin: next });
+              } catch (e) {
+                const err = errorOf(e);
+                if (alive() && (err.code === "wrong_pin" || err.code === "weak_pin")) return ask(describeError(err));
+                return failed(e);
+              }
+              if (alive()) toSettings({ text: t("pinChanged"), error: false });
+            } });
+          }, error ? { error } : {}),
+          backTo(() => toSettings()),
+        ], { onClose, banner: att.dev }, showAsk);
+      showAsk();
+    };
+    ask();
+  });
+
+  const exportFlow = () => void withWallet(async (api, appId, walletId, att) => {
+    const ask = async (error?: string) => {
+      const keys = await generateClientKeyPair();
+      const op = operationsForApproval({ purpose: "export", appId, walletId }, keys.clientKey)[0]!;
+      if (!alive()) return;
+      const showAsk = () =>
+        render(t("exportTitle"), [
+          h("p", { class: "warning" }, t("exportWarning")),
+          h("h2", {}, t("enterPinTitle")),
+          pinForm(t("continue"), async (pin) => {
+            working();
+            let words: string;
+            try {
+              const out = await api.exportWallet({ pin: await sealOp(op, pin, att), clientKey: keys.clientKey });
+              words = await openMnemonic(keys, out.mnemonic);
+            } catch (e) {
+              const err = errorOf(e);
+              if (alive() && err.code === "wrong_pin") return void ask(describeError(err));
+              return failed(e);
+            }
+            if (!alive()) return;
+            const showWords = () =>
+              render(t("mnemonicTitle"), [
+                h("p", { class: "warning" }, t("exportWarning")),
+                h("ol", { class: "secret words", id: "secret", "aria-label": t("mnemonicTitle") }, ...words.split(/\s+/).map((w) => h("li", {}, w))),
+                h("div", { class: "actions" }, h("button", { type: "button", class: "primary", id: "reveal-done", onclick: () => { words = ""; toSettings(); } }, t("done"))),
+              ], {}, showWords);
+            showWords();
+          }, error ? { error } : {}),
+          backTo(() => toSettings()),
+        ], { onClose, banner: att.dev }, showAsk);
+      showAsk();
+    };
+    await ask();
+  });
+
+  const recoverFlow = () => void withWallet((api, appId, walletId, att) => {
+    const ops = operationsForApproval({ purpose: "recover", appId, walletId });
+    const ask = (error?: string) => {
+      const showAsk = () => {
+        const input = h("input", { id: "recovery", type: "password", autocomplete: "off", required: true, autofocus: true, spellcheck: "false" });
+        const f = h(
+          "form",
+          { class: "pin", novalidate: true },
+          error ? h("p", { class: "error", role: "alert" }, error) : null,
+          h("label", { for: "recovery" }, t("recoveryCodeLabel")),
+          input,
+          h("div", { class: "actions" }, h("button", { type: "button", onclick: () => toSettings() }, t("back")), h("button", { type: "submit", class: "primary" }, t("continue"))),
+        );
+        f.addEventListener("submit", (e) => {
+          e.preventDefault();
+          const code = input.value.trim();
+          input.value = "";
+          if (!code) return;
+          askNewPin({ title: "newPinTitle", banner: att.dev, onClose, done: async (newPin) => {
+            working();
+            try {
+              const [recovery, next] = await Promise.all([sealOp(ops[0]!, code, att), sealOp(ops[1]!, newPin, att)]);
+              await api.recover({ recovery, newPin: next });
+            } catch (e) {
+              const err = errorOf(e);
+              if (alive() && (err.code === "wrong_recovery_code" || err.code === "weak_pin")) return ask(describeError(err));
+              return failed(e);
+            }
+            if (alive()) toSettings({ text: t("pinReset"), error: false });
+          } });
+        });
+        render(t("recoverTitle"), [f], { onClose, banner: att.dev }, showAsk);
+      };
+      showAsk();
+    };
+    ask();
+  });
+
+  const logOut = async () => {
+    const api = apiClient();
+    view = "flow";
+    working();
+    try {
+      await api?.logout();
+    } catch {
+      // the session is forgotten here either way
+    }
+    session = null;
+    clientKeys.clear();
+    post({ kind: "event", type: "logged-out", payload: {} });
+    if (alive()) respond(item.id, { closed: true });
+  };
+
   // Balances, when this widget holds a session of its own (it signed the user in).
-  if (session) {
-    const token = session.accessToken;
+  const loadBalances = () => {
+    const api = apiClient();
+    if (!api) return;
     void Promise.all(
       accounts.map(async (a) => {
-        const r = await fetch(`${location.origin}/v1/accounts/${encodeURIComponent(a.id)}/balance`, {
-          headers: { "X-App-Key": appKey, Authorization: `Bearer ${token}`, Accept: "application/json" },
-        });
-        if (!r.ok) return;
-        const b = (await r.json()) as { native: { symbol: string; decimals: number; amount: string } };
+        const b = await api.getBalance(a.id);
         balances.set(a.id, `${formatUnits(b.native.amount, b.native.decimals)} ${b.native.symbol}`);
       }),
     ).then(() => {
-      if (current?.id === item.id && view === "home") show();
+      if (alive() && view === "home") show();
     }, () => {});
-  }
+  };
+
+  show();
+  loadBalances();
+}
+
+// --- the widget's own API calls -------------------------------------------------------------
+
+/**
+ * An API client on this widget's own session (its popup login). It never refreshes: refresh
+ * tokens rotate, and the SDK owns the refresh; an expired access token ends the action.
+ */
+function apiClient(): ApiClient | null {
+  if (!session) return null;
+  const client = new ApiClient({ serverUrl: location.origin, appKey });
+  client.setSession({ ...session, refreshToken: "" });
+  return client;
+}
+
+function errorOf(e: unknown): { code: string; message: string; details: Record<string, unknown> } {
+  if (e instanceof KeysteadError) return { code: e.code, message: e.message.slice(0, 300), details: e.details };
+  return { code: "internal", message: safeMessage(e), details: {} };
+}
+
+function randomHex(bytes: number): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function sealOp(op: Operation, pin: string, att: VerifiedAttestation): Promise<SealedValue> {
+  return sealPinEnvelope({ pin, purpose: op.purpose, digest: await operationDigest(op), publicKey: att.publicKey });
+}
+
+/** A new PIN, entered twice, checked against the rules at once. */
+function askNewPin(options: { title: Key; banner: boolean; onClose: () => void; done: (pin: string) => void }): void {
+  let error: string | undefined;
+  const ask1 = () => {
+    const show = () => render(t(options.title), [pinForm(t("continue"), (pin) => {
+      const rule = checkNewPin(pin);
+      if (rule) {
+        error = t(`weak_${rule}` as Key);
+        ask1();
+        return;
+      }
+      ask2(pin);
+    }, { hint: t("newPinHint"), ...(error ? { error } : {}) })], { onClose: options.onClose, banner: options.banner }, show);
+    show();
+  };
+  const ask2 = (pin1: string) => {
+    const show = () => render(t("newPinAgainTitle"), [pinForm(t("continue"), (pin2) => {
+      if (pin2 !== pin1) {
+        error = t("newPinMismatch");
+        ask1();
+        return;
+      }
+      options.done(pin1);
+    })], { onClose: options.onClose, banner: options.banner }, show);
+    show();
+  };
+  ask1();
 }
 
 // --- start --------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ const CHROMIUM = process.env.KEYSTEAD_CHROMIUM ?? "/usr/bin/chromium";
 const PIN = "480927";
 const WRONG_PIN = "905173";
 const RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+const SEND_TO = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+const CHANGED_PIN = "592046";
+const RECOVERED_PIN = "613809";
 
 const TYPED = {
   domain: { name: "Keystead demo", version: "1", chainId: 31337, verifyingContract: "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC" },
@@ -58,6 +61,10 @@ let dappOrigin: string;
 let foreignOrigin: string;
 let appKey: string;
 let account: Hex;
+/** The PIN the wallet has now (changed and reset by the settings cases). */
+let pin = PIN;
+/** The recovery code shown once at set-up (kept for the recovery case; never logged). */
+let recoveryCode = "";
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -260,6 +267,7 @@ describe("widget end to end", { concurrency: false }, () => {
     await w.locator("#secret").waitFor();
     const code = (await w.locator("#secret").textContent()) ?? "";
     assert.ok(code.trim().length >= 16, "a recovery code is shown");
+    recoveryCode = code.trim();
     assert.equal(await w.locator("#reveal-done").isDisabled(), true);
     await shot("07-recovery-code");
     await w.locator("#saved").check();
@@ -403,6 +411,133 @@ describe("widget end to end", { concurrency: false }, () => {
     assert.equal((await opened).ok, true);
   });
 
+  it("sends from the widget's own send screen (fee cap shown, wrong PIN, receipt from anvil)", async () => {
+    const opened = call("openWidget", "home");
+    const w = widget();
+    await w.getByText("Your wallet").waitFor();
+    await w.getByRole("button", { name: "Send", exact: true }).click();
+    // Refused at once: a bad address and an amount of zero.
+    await w.locator("#send-to").fill("0x1234");
+    await w.locator("#send-amount").fill("0.003");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.locator("#send-error").getByText("Enter a valid address").waitFor();
+    await w.locator("#send-to").fill(SEND_TO);
+    await w.locator("#send-amount").fill("0");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.locator("#send-error").getByText("greater than zero").waitFor();
+    // More than the balance: insufficient_funds from the server.
+    // (Refused when preparing, or, when the node only notices it at broadcast, when sending.)
+    await w.locator("#send-amount").fill("1000");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.locator("#send-error, #send-fee").first().waitFor();
+    if (await w.locator("#send-fee").count()) await enterPin(pin, /^Send$/);
+    await w.locator("#send-error").waitFor();
+    assert.match((await w.locator("#send-error").textContent()) ?? "", /Not enough funds/);
+    await shot("20-send-insufficient-funds");
+    await w.locator("#send-amount").fill("0.003");
+    await shot("21-send-form");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.getByText("Check and send").waitFor();
+    assert.match((await w.locator("#send-fee").textContent()) ?? "", /^\d+(\.\d+)? ETH$/);
+    assert.match((await w.locator("#send-fee-cap").textContent()) ?? "", /gas limit \d+ × at most [\d.]+ gwei/);
+    assert.match((await w.locator("dl.details").textContent()) ?? "", /0\.003 ETH/);
+    await shot("22-send-review");
+    await enterPin(WRONG_PIN, /^Send$/);
+    await w.getByText(/Wrong PIN\. \d+ tries left\./).waitFor();
+    await enterPin(pin, /^Send$/);
+    await w.locator("#tx-hash").waitFor();
+    const hash = ((await w.locator("#tx-hash").textContent()) ?? "") as Hex;
+    assert.match(hash, /^0x[0-9a-f]{64}$/);
+    await w.locator('#tx-status[data-status="confirmed"]').waitFor({ timeout: 60_000 });
+    await shot("23-send-confirmed");
+    const receipt = await waitFor("the widget's transaction receipt", async () => ((await rpc("eth_getTransactionReceipt", [hash])) as { status: string; from: string; to: string } | null) ?? undefined);
+    assert.equal(receipt.status, "0x1");
+    assert.equal(receipt.from.toLowerCase(), account.toLowerCase());
+    assert.equal(receipt.to.toLowerCase(), SEND_TO.toLowerCase());
+    const tx = (await rpc("eth_getTransactionByHash", [hash])) as { value: string };
+    assert.equal(BigInt(tx.value), 3_000_000_000_000_000n);
+    await w.locator("#tx-done").click();
+    await w.getByText("Your wallet").waitFor();
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+  });
+
+  it("changes the PIN from the widget's settings; the new PIN then signs", async () => {
+    const opened = call("openWidget", "settings");
+    const w = widget();
+    await w.getByRole("button", { name: "Change PIN" }).click();
+    await w.getByText("Enter your current PIN").waitFor();
+    await shot("24-change-pin-current");
+    await enterPin(pin);
+    await w.getByText("Choose a PIN").waitFor();
+    await enterPin("111111");
+    await w.getByText("The PIN must not repeat one digit.").waitFor();
+    await enterPin(CHANGED_PIN);
+    await w.getByText("Enter the PIN again").waitFor();
+    await enterPin(CHANGED_PIN);
+    await w.locator("#settings-note").getByText("Your PIN was changed.").waitFor();
+    await shot("25-pin-changed");
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+    pin = CHANGED_PIN;
+
+    const signed = call<Hex>("viemSignMessage", "after the change");
+    await w.getByText("after the change").waitFor();
+    await enterPin(PIN, /^Sign$/); // the old PIN no longer works
+    await w.getByText(/Wrong PIN\. \d+ tries left\./).waitFor();
+    await enterPin(pin, /^Sign$/);
+    const out = await signed;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    assert.equal(await verifyMessage({ address: account, message: "after the change", signature: out.value! }), true);
+  });
+
+  it("recovers with the recovery code from the widget's settings; the new PIN then signs", async () => {
+    assert.ok(recoveryCode, "the set-up case kept the recovery code");
+    const opened = call("openWidget", "settings");
+    const w = widget();
+    await w.getByRole("button", { name: "Recover with recovery code" }).click();
+    await w.locator("#recovery").fill("not-the-code-0000");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await enterPin(RECOVERED_PIN);
+    await enterPin(RECOVERED_PIN);
+    await w.getByText("That recovery code is not right.").waitFor();
+    await shot("26-recover-wrong-code");
+    await w.locator("#recovery").fill(recoveryCode);
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.getByText("Choose a PIN").waitFor();
+    await enterPin(RECOVERED_PIN);
+    await w.getByText("Enter the PIN again").waitFor();
+    await enterPin(RECOVERED_PIN);
+    await w.locator("#settings-note").getByText("Your PIN was reset with the recovery code.").waitFor();
+    await shot("27-recovered");
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+    pin = RECOVERED_PIN;
+
+    const signed = call<Hex>("viemSignMessage", "after recovery");
+    await w.getByText("after recovery").waitFor();
+    await enterPin(pin, /^Sign$/);
+    const out = await signed;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    assert.equal(await verifyMessage({ address: account, message: "after recovery", signature: out.value! }), true);
+  });
+
+  it("exports the recovery phrase from the widget's settings, shown once", async () => {
+    const opened = call("openWidget", "settings");
+    const w = widget();
+    await w.getByRole("button", { name: "Show recovery phrase" }).click();
+    await w.getByText("Show your recovery phrase").waitFor();
+    await enterPin(pin);
+    await w.locator("#secret li").first().waitFor();
+    assert.ok((await w.locator("#secret li").count()) >= 12);
+    await shot("28-settings-export");
+    await w.locator("#reveal-done").click();
+    await w.getByRole("button", { name: "Change PIN" }).waitFor();
+    assert.equal(await w.locator("#secret").count(), 0, "the phrase is gone");
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+  });
+
   it("five wrong PINs lock the wallet", async () => {
     const signed = call("viemSignMessage", "lock me");
     const w = widget();
@@ -419,9 +554,37 @@ describe("widget end to end", { concurrency: false }, () => {
     // Now locked: the next attempt with the right PIN is refused as locked.
     const again = call("viemSignMessage", "after lock");
     await w.getByText("after lock").waitFor();
-    await enterPin(PIN, /^Sign$/);
+    await enterPin(pin, /^Sign$/);
     const refused = await again;
     assert.equal(refused.ok, false);
     assert.match(refused.message ?? "", /lock/i, JSON.stringify(refused));
+  });
+
+  it("the widget's send screen shows wallet_locked with the time left", async () => {
+    const opened = call("openWidget", "home");
+    const w = widget();
+    await w.getByRole("button", { name: "Send", exact: true }).click();
+    await w.locator("#send-to").fill(SEND_TO);
+    await w.locator("#send-amount").fill("0.001");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.locator("#send-fee").waitFor();
+    await enterPin(pin, /^Send$/);
+    await w.locator("#send-error").waitFor();
+    assert.match((await w.locator("#send-error").textContent()) ?? "", /The wallet is locked; try again in \d+ (s|min)\./);
+    await shot("31-send-locked");
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+  });
+
+  it("logs out from the widget's settings; the SDK learns it (logged-out event)", async () => {
+    assert.equal((await call("status")).value, "ready");
+    const opened = call("openWidget", "settings");
+    const w = widget();
+    await w.getByRole("button", { name: "Log out" }).waitFor();
+    await shot("29-settings-with-session");
+    await w.getByRole("button", { name: "Log out" }).click();
+    assert.equal((await opened).ok, true);
+    await waitFor("the SDK's logged_out status", async () => ((await call("status")).value === "logged_out" ? true : undefined), 10_000);
+    await shot("30-logged-out");
   });
 });

@@ -62,6 +62,8 @@ export interface WidgetEvents {
   ready: { version: number };
   close: Record<string, never>;
   resize: { height: number };
+  /** The user logged out in the widget (it already called `POST /v1/auth/logout`). */
+  "logged-out": Record<string, never>;
 }
 
 export type WidgetRequestType = keyof WidgetRequests;

@@ -157,6 +157,21 @@ export class Keystead {
     });
     this.channelValue = options.channel ?? null;
     this.approverValue = options.approver ?? null;
+    if (this.channelValue) this.wire(this.channelValue);
+  }
+
+  /** Listens for what the widget reports unasked (PROTOCOL.md §3). */
+  private wire(channel: WidgetChannel): void {
+    // The user logged out from the widget's settings: the server session is gone already.
+    channel.on("logged-out", () => this.endSession());
+  }
+
+  /** Forgets the session locally: storage, providers, status, listeners. */
+  private endSession(): void {
+    this.api.setSession(null);
+    for (const p of this.providers.values()) p.sessionEnded();
+    if (this.status !== "uninitialized") this.setStatus("logged_out");
+    this.emit("logout", undefined);
   }
 
   // --- lifecycle ------------------------------------------------------------------------
@@ -283,6 +298,7 @@ export class Keystead {
       }
       const host = mountWidgetFrame({ widgetUrl: this.widgetUrl(), appKey: this.options.appKey, parentOrigin: origin, document: doc });
       this.channelValue = new PostMessageChannel({ widgetUrl: this.widgetUrl(), window: win, host });
+      this.wire(this.channelValue);
     }
     return this.channelValue;
   }
@@ -417,9 +433,7 @@ export class Keystead {
     } catch {
       // the local session is gone either way
     }
-    for (const p of this.providers.values()) p.sessionEnded();
-    if (this.status !== "uninitialized") this.setStatus("logged_out");
-    this.emit("logout", undefined);
+    this.endSession();
   }
 
   // --- EIP-1193 -------------------------------------------------------------------------

@@ -143,6 +143,18 @@ describe("PostMessageChannel", () => {
     await expect(pending).rejects.toBeInstanceOf(UserRejectedError);
   });
 
+  it("a `logged-out` event reaches its handlers, from the widget only", async () => {
+    const { channel, ready, fromWidget } = setup();
+    ready();
+    let seen = 0;
+    channel.on("logged-out", () => seen++);
+    fromWidget({ protocol: PROTOCOL, version: 1, kind: "event", type: "logged-out" }, "https://evil.example"); // ignored
+    fromWidget({ protocol: PROTOCOL, version: 1, kind: "event", type: "logged-out" }, WIDGET_ORIGIN, {}); // not the frame
+    expect(seen).toBe(0);
+    fromWidget({ protocol: PROTOCOL, version: 1, kind: "event", type: "logged-out", payload: {} });
+    expect(seen).toBe(1);
+  });
+
   describe("timeouts", () => {
     beforeEach(() => vi.useFakeTimers());
     afterEach(() => vi.useRealTimers());

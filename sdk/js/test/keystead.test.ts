@@ -139,6 +139,32 @@ describe("Keystead", () => {
     expect(JSON.parse(storage.getItem("keystead:session:ksa_test")!).accessToken).toBe("at_3");
   });
 
+  it("a `logged-out` event from the widget ends the session here too", async () => {
+    const fetch = fakeFetch({
+      "GET /v1/app": () => ({ status: 200, body: APP }),
+      "GET /v1/me": () => ({ status: 200, body: { user: { id: "usr_01" }, status: "complete", walletId: "wal_01" } }),
+      "GET /v1/accounts": () => ({ status: 200, body: { accounts: [ACCOUNT] } }),
+    });
+    const channel = fakeChannel();
+    const handlers = new Map<string, Array<(p: unknown) => void>>();
+    channel.on = ((type: string, handler: (p: unknown) => void) => {
+      handlers.set(type, [...(handlers.get(type) ?? []), handler]);
+      return () => {};
+    }) as never;
+    const storage = new MapStorage();
+    storage.setItem("keystead:session:ksa_test", JSON.stringify(session(7)));
+    const ks = new Keystead({ appKey: "ksa_test", serverUrl: "https://wallet.example", fetch, channel, storage });
+    expect(await ks.init()).toBe("ready");
+    let loggedOut = 0;
+    ks.on("logout", () => loggedOut++);
+    for (const h of handlers.get("logged-out") ?? []) h({});
+    expect(ks.getStatus()).toBe("logged_out");
+    expect(loggedOut).toBe(1);
+    expect(storage.getItem("keystead:session:ksa_test")).toBeNull();
+    expect(ks.api.isAuthenticated()).toBe(false);
+    expect(channel.notices).toContainEqual({ type: "session", payload: { status: "logged_out" } });
+  });
+
   it("methods that need init say so; the widget is required for UI calls outside browsers", async () => {
     const ks = new Keystead({ appKey: "k", serverUrl: "https://wallet.example", fetch: fakeFetch({ "GET /v1/app": () => ({ status: 200, body: APP }) }), storage: "memory" });
     expect(() => ks.getProvider()).toThrow(/init/);

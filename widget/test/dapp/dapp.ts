@@ -60,6 +60,7 @@ type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<
 
 (window as unknown as { dapp: unknown }).dapp = {
   init: () => wrap(() => keystead.init()),
+  status: () => wrap(async () => keystead.getStatus()),
   login: () => wrap(() => keystead.loginWithUI()),
   register: () => wrap(async () => (await keystead.register()).walletId),
   address: () => wrap(address),
