@@ -115,9 +115,9 @@ async function refresh(): Promise<void> {
   const loggedOut = status === "logged_out";
   $("login").hidden = !loggedOut;
   $("dev-login").hidden = !config.devIssuer;
-  // The development issuer has no authorization endpoint, so the wallet's pop-up sign-in
-  // (authorization code + PKCE) needs a real provider: offered only without --dev-issuer.
-  $("connect").hidden = config.devIssuer;
+  // The wallet's pop-up sign-in (authorization code + PKCE through the server) works with
+  // any provider, the development issuer included; --dev-issuer adds a one-click login.
+  $("connect").hidden = false;
   $("sub").hidden = !config.devIssuer;
   (document.querySelector('label[for="sub"]') as HTMLElement).hidden = !config.devIssuer;
   for (const id of ["dev-login", "connect", "sub"]) ($(id) as HTMLButtonElement).disabled = !loggedOut;

@@ -360,11 +360,18 @@ function login(item: Incoming): void {
     show();
     loginPoll = setInterval(() => {
       if (popup.closed && loginPopup === popup) {
-        stopPopup();
-        if (current?.id === item.id) {
-          note = { text: "signInCancelled" };
-          show();
-        }
+        if (loginPoll) clearInterval(loginPoll);
+        loginPoll = null;
+        // The result page posts its message and then closes: the message may still be on
+        // its way when the window is seen closed. Only a popup closed without one cancels.
+        setTimeout(() => {
+          if (loginPopup !== popup) return;
+          stopPopup();
+          if (current?.id === item.id) {
+            note = { text: "signInCancelled" };
+            show();
+          }
+        }, 1000);
       }
     }, 400);
   };

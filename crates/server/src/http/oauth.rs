@@ -227,7 +227,8 @@ const data = JSON.parse(document.getElementById("result").textContent);
 const message = Object.assign({ protocol: "keystead-oauth", version: 1 }, data.result);
 if (data.origin && window.opener) {
   window.opener.postMessage(message, data.origin);
-  window.close();
+  // Closed a moment later, so the opener has the message before it sees the window go.
+  setTimeout(() => window.close(), 200);
 }
 document.getElementById("status").textContent = data.result.ok
   ? "Signed in. You can close this window."
