@@ -69,13 +69,12 @@ impl OidcVerifier {
         provider: &ProviderConfig,
         redirect_uri: &str,
         pending: &PendingLogin,
+        now: u64,
     ) -> Result<String, CodeFlowError> {
-        let discovery = self
-            .discovery(&provider.issuer)
-            .await
-            .map_err(CodeFlowError::Metadata)?;
-        let endpoint = discovery
-            .authorization_endpoint
+        let endpoint = self
+            .code_endpoints(provider, now)
+            .await?
+            .authorization
             .ok_or_else(|| CodeFlowError::Metadata("no authorization_endpoint".into()))?;
         let mut url = self
             .check_endpoint(&endpoint)
@@ -102,12 +101,10 @@ impl OidcVerifier {
         code: &str,
         now: u64,
     ) -> Result<crate::IdClaims, CodeFlowError> {
-        let discovery = self
-            .discovery(&provider.issuer)
-            .await
-            .map_err(CodeFlowError::Metadata)?;
-        let endpoint = discovery
-            .token_endpoint
+        let endpoint = self
+            .code_endpoints(provider, now)
+            .await?
+            .token
             .ok_or_else(|| CodeFlowError::Metadata("no token_endpoint".into()))?;
         let url = self
             .check_endpoint(&endpoint)

@@ -148,6 +148,15 @@ struct IssuerKeys {
     attempted_at: Option<u64>,
     fetched_at: Option<u64>,
     last_error: Option<String>,
+    /// The discovery document's code-flow endpoints, fetched with the keys.
+    endpoints: Option<CodeEndpoints>,
+}
+
+/// Where the authorization-code flow sends the user, and where it redeems the code.
+#[derive(Clone, Debug)]
+pub(crate) struct CodeEndpoints {
+    pub(crate) authorization: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Clone)]
@@ -508,9 +517,10 @@ impl OidcVerifier {
     ) -> Result<(), IdTokenError> {
         state.attempted_at = Some(now);
         match self.fetch_keys(&provider.issuer).await {
-            Ok(keys) => {
+            Ok((keys, endpoints)) => {
                 tracing::debug!(issuer = %provider.issuer, keys = keys.len(), "fetched JWKS");
                 state.keys = keys;
+                state.endpoints = Some(endpoints);
                 state.fetched_at = Some(now);
                 state.last_error = None;
                 Ok(())
@@ -550,9 +560,34 @@ impl OidcVerifier {
         &self.inner.http
     }
 
-    async fn fetch_keys(&self, issuer: &str) -> Result<Vec<VerifyKey>, String> {
+    /// The provider's code-flow endpoints, from the discovery document cached with its
+    /// keys (fetched when missing or older than `max_cache_age_secs`).
+    pub(crate) async fn code_endpoints(
+        &self,
+        provider: &ProviderConfig,
+        now: u64,
+    ) -> Result<CodeEndpoints, IdTokenError> {
+        let entry = self.issuer_entry(&provider.issuer);
+        let mut state = entry.lock().await;
+        let fresh = state
+            .fetched_at
+            .is_some_and(|at| now.saturating_sub(at) < self.inner.options.max_cache_age_secs);
+        if !fresh || state.endpoints.is_none() {
+            self.refresh(&mut state, provider, now).await?;
+        }
+        state
+            .endpoints
+            .clone()
+            .ok_or_else(|| IdTokenError::Discovery("no discovery document".into()))
+    }
+
+    async fn fetch_keys(&self, issuer: &str) -> Result<(Vec<VerifyKey>, CodeEndpoints), String> {
         let allow_http = self.inner.options.allow_insecure_http;
         let discovery = self.discovery(issuer).await?;
+        let endpoints = CodeEndpoints {
+            authorization: discovery.authorization_endpoint.clone(),
+            token: discovery.token_endpoint.clone(),
+        };
         let jwks_url = check_url(&discovery.jwks_uri, allow_http)?;
         let set: JwkSet = self.fetch_json(jwks_url.as_str()).await?;
         let mut keys = Vec::with_capacity(set.keys.len());
@@ -568,7 +603,7 @@ impl OidcVerifier {
         if keys.is_empty() {
             return Err(format!("{jwks_url} has no usable signing key"));
         }
-        Ok(keys)
+        Ok((keys, endpoints))
     }
 
     pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(

@@ -379,6 +379,11 @@ fn secs(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
+/// Now, in Unix seconds, as the store keeps times.
+pub fn now_secs() -> i64 {
+    secs(now())
+}
+
 /// Now, in Unix seconds.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

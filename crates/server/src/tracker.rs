@@ -19,7 +19,7 @@ const OUTBOX_GRACE_SECS: i64 = 2;
 /// so a restarted server replays its outbox before anything else is sent.
 pub async fn run(state: SharedState, interval: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let now = crate::auth::now() as i64;
+        let now = crate::auth::now_secs();
         replay_outbox(&state, now).await;
         track_receipts(&state, now).await;
         tokio::select! {

@@ -4,6 +4,22 @@
 use crate::error::DbResultExt;
 use crate::{AccountRow, Store, StoreError, WalletRow, with_pool};
 
+/// Binds an [`AccountRow`] to `$1`…`$9` in [`ACCOUNT_COLUMNS`] order.
+macro_rules! bind_account {
+    ($query:expr, $account:expr) => {
+        $query
+            .bind(&$account.id)
+            .bind(&$account.wallet_id)
+            .bind(&$account.app_id)
+            .bind(&$account.network)
+            .bind(&$account.family)
+            .bind(&$account.address)
+            .bind(&$account.path)
+            .bind(i64::from($account.idx))
+            .bind($account.created_at)
+    };
+}
+
 const WALLET_COLUMNS: &str = "id, app_id, user_id, record, record_version, created_at, updated_at";
 const ACCOUNT_COLUMNS: &str =
     "id, wallet_id, app_id, network, family, address, path, idx, created_at";
@@ -12,21 +28,7 @@ impl Store {
     /// Stores a new wallet. Exactly one wallet per (app, user), even under concurrent
     /// calls: every other attempt gets `Conflict`. `NotFound` if the user is not in the app.
     pub async fn create_wallet(&self, wallet: &WalletRow) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO wallets \
-             (id, app_id, user_id, record, record_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)";
-        with_pool!(self, |pool| sqlx::query(SQL)
-            .bind(&wallet.id)
-            .bind(&wallet.app_id)
-            .bind(&wallet.user_id)
-            .bind(&wallet.record)
-            .bind(wallet.record_version)
-            .bind(wallet.created_at)
-            .bind(wallet.updated_at)
-            .execute(pool)
-            .await
-            .map(|_| ())
-            .db())
+        self.create_wallet_with_accounts(wallet, &[]).await
     }
 
     /// Stores a new wallet and its first accounts in one transaction, so no wallet is
@@ -37,15 +39,14 @@ impl Store {
         wallet: &WalletRow,
         accounts: &[AccountRow],
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO wallets \
-             (id, app_id, user_id, record, record_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        let wallet_sql =
+            format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
         let account_sql = format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await.db()?;
-            sqlx::query(SQL)
+            sqlx::query(&wallet_sql)
                 .bind(&wallet.id)
                 .bind(&wallet.app_id)
                 .bind(&wallet.user_id)
@@ -57,16 +58,7 @@ impl Store {
                 .await
                 .db()?;
             for account in accounts {
-                sqlx::query(&account_sql)
-                    .bind(&account.id)
-                    .bind(&account.wallet_id)
-                    .bind(&account.app_id)
-                    .bind(&account.network)
-                    .bind(&account.family)
-                    .bind(&account.address)
-                    .bind(&account.path)
-                    .bind(i64::from(account.idx))
-                    .bind(account.created_at)
+                bind_account!(sqlx::query(&account_sql), account)
                     .execute(&mut *tx)
                     .await
                     .db()?;
@@ -141,16 +133,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
-        with_pool!(self, |pool| sqlx::query(&sql)
-            .bind(&account.id)
-            .bind(&account.wallet_id)
-            .bind(&account.app_id)
-            .bind(&account.network)
-            .bind(&account.family)
-            .bind(&account.address)
-            .bind(&account.path)
-            .bind(i64::from(account.idx))
-            .bind(account.created_at)
+        with_pool!(self, |pool| bind_account!(sqlx::query(&sql), account)
             .execute(pool)
             .await
             .map(|_| ())
@@ -164,16 +147,7 @@ impl Store {
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (wallet_id, network, idx) DO NOTHING"
         );
-        with_pool!(self, |pool| sqlx::query(&sql)
-            .bind(&account.id)
-            .bind(&account.wallet_id)
-            .bind(&account.app_id)
-            .bind(&account.network)
-            .bind(&account.family)
-            .bind(&account.address)
-            .bind(&account.path)
-            .bind(i64::from(account.idx))
-            .bind(account.created_at)
+        with_pool!(self, |pool| bind_account!(sqlx::query(&sql), account)
             .execute(pool)
             .await
             .map(|r| r.rows_affected() > 0)

@@ -90,10 +90,10 @@ pub async fn start(
     let url = state
         .auth
         .verifier
-        .authorization_url(&config, &redirect_uri(&state), &pending)
+        .authorization_url(&config, &redirect_uri(&state), &pending, now())
         .await
         .map_err(code_flow_error)?;
-    let now = now() as i64;
+    let now = crate::auth::now_secs();
     state
         .store
         .put_oauth_login(

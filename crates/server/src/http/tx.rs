@@ -13,13 +13,9 @@ use utoipa::ToSchema;
 use super::extract::{Authed, JsonBody};
 use super::wallet::SealedValue;
 use super::{ApiError, ApiResult, SharedState};
-use crate::auth::now;
+use crate::auth::now_secs;
 use crate::transfer::{self, Intent, public_status};
 use keystead_types::ErrorCode;
-
-fn now_secs() -> i64 {
-    i64::try_from(now()).unwrap_or(i64::MAX)
-}
 
 /// `POST /v1/tx/prepare` body.
 #[derive(Deserialize, ToSchema)]

@@ -16,13 +16,9 @@ use utoipa::ToSchema;
 
 use super::extract::{Authed, JsonBody};
 use super::{ApiError, ApiResult, SharedState};
-use crate::auth::now;
+use crate::auth::now_secs;
 use crate::wallet;
 use keystead_types::ErrorCode;
-
-fn now_secs() -> i64 {
-    i64::try_from(now()).unwrap_or(i64::MAX)
-}
 
 /// An HPKE-sealed value: `{"enc", "ciphertext"}`, both standard base64.
 #[derive(ToSchema)]
