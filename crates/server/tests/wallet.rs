@@ -235,6 +235,13 @@ async fn bad_input_is_refused_and_stores_nothing() {
         )
         .await;
     check(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    // A PIN sent in plain text, in the wrong shape, is refused without being echoed.
+    let (s, b) = carol
+        .api
+        .post("/v1/wallet", json!({"pin": PIN, "clientKey": "abc"}))
+        .await;
+    check(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(!b.to_string().contains(PIN), "{b}");
     let big = vec![b' '; 300 * 1024];
     let (s, b) = carol.api.post_raw("/v1/wallet", big).await;
     check(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");

@@ -11,9 +11,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::app_check::CurrentApp;
-use super::{ApiError, ApiResult, SharedState};
+use super::{ApiResult, SharedState};
 use crate::auth::{Issued, now};
-use keystead_types::ErrorCode;
 
 /// `POST /v1/auth/id-token` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,7 +65,7 @@ pub struct MeResponse {
 
 fn body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     body.map(|Json(b)| b)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
+        .map_err(super::extract::json_rejection)
 }
 
 fn session_response(issued: Issued) -> Json<SessionResponse> {

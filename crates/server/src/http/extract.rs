@@ -60,5 +60,42 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large");
     }
-    ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        without_quoted(&rejection.body_text()),
+    )
+}
+
+/// The parser's message with every quoted value blanked: serde quotes the input it
+/// refuses (`invalid type: string "482913"`), and a PIN sent in the wrong place must not
+/// come back in an error.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_values_are_blanked() {
+        assert_eq!(
+            super::without_quoted(r#"pin: invalid type: string "482913", expected struct Sealed"#),
+            r#"pin: invalid type: string "…", expected struct Sealed"#
+        );
+        assert_eq!(
+            super::without_quoted("missing field `pin`"),
+            "missing field `pin`"
+        );
+    }
 }
