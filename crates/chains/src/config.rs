@@ -26,6 +26,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// decimals = 18
 /// rpc_urls = ["http://127.0.0.1:8545", "http://127.0.0.1:8546"]
 /// request_timeout = "10s"     # or "500ms", "1m", or a number of seconds
+/// tokens = [{ contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3", symbol = "TST", decimals = 6 }]
 /// ```
 ///
 /// Deserializing validates the value (see [`NetworkConfig::validate`]); unknown keys
@@ -50,7 +51,23 @@ pub struct NetworkConfig {
     /// endpoint is tried; defaults to 10 seconds.
     #[serde(with = "duration_text")]
     pub request_timeout: Duration,
+    /// ERC-20 tokens whose balances are shown and whose transfers are named; may be empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenConfig>,
 }
+
+/// An ERC-20 token the operator vouches for: its symbol and decimals are shown to users
+/// as configured, never read from the contract (which could claim anything).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub contract: alloy_primitives::Address,
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+/// The most tokens one network may list (each costs an `eth_call` per balance read).
+pub const MAX_TOKENS: usize = 32;
 
 /// The serialized form; `NetworkConfig` is built from it through validation.
 #[derive(Deserialize)]
@@ -67,6 +84,8 @@ struct RawNetworkConfig {
     rpc_urls: Vec<String>,
     #[serde(default, with = "duration_text::option")]
     request_timeout: Option<Duration>,
+    #[serde(default)]
+    tokens: Vec<TokenConfig>,
 }
 
 impl TryFrom<RawNetworkConfig> for NetworkConfig {
@@ -81,6 +100,7 @@ impl TryFrom<RawNetworkConfig> for NetworkConfig {
             decimals: raw.decimals.unwrap_or(18),
             rpc_urls: raw.rpc_urls,
             request_timeout: raw.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            tokens: raw.tokens,
         };
         config.validate()?;
         Ok(config)
@@ -99,6 +119,7 @@ impl NetworkConfig {
             decimals: 18,
             rpc_urls,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            tokens: Vec::new(),
         }
     }
 
@@ -143,6 +164,34 @@ impl NetworkConfig {
         }
         if self.request_timeout.is_zero() {
             return Err(invalid("the request timeout must not be zero".to_string()));
+        }
+        if self.tokens.len() > MAX_TOKENS {
+            return Err(invalid(format!("at most {MAX_TOKENS} tokens per network")));
+        }
+        for (i, token) in self.tokens.iter().enumerate() {
+            let symbol_ok = (1..=16).contains(&token.symbol.chars().count())
+                && token
+                    .symbol
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+            if !symbol_ok {
+                return Err(invalid(format!(
+                    "token {}: the symbol must be 1 to 16 letters, digits, '.' or '-'",
+                    token.contract
+                )));
+            }
+            if token.decimals > 36 {
+                return Err(invalid(format!(
+                    "token {}: at most 36 decimals",
+                    token.contract
+                )));
+            }
+            if self.tokens[..i]
+                .iter()
+                .any(|t| t.contract == token.contract)
+            {
+                return Err(invalid(format!("token {} is listed twice", token.contract)));
+            }
         }
         Ok(())
     }
@@ -385,6 +434,43 @@ mod tests {
         .unwrap();
         assert_eq!(seconds.request_timeout, Duration::from_secs(3));
         assert_eq!(seconds.name, "a");
+    }
+
+    #[test]
+    fn tokens_parse_and_are_checked() {
+        let base = "id = \"a\"\nchain_id = 1\nrpc_urls = [\"https://x.example\"]\n";
+        let token = |symbol: &str, decimals: u8| {
+            format!(
+                "{{ contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\", symbol = \"{symbol}\", decimals = {decimals} }}"
+            )
+        };
+        let one: NetworkConfig =
+            toml::from_str(&format!("{base}tokens = [{}]\n", token("USDC.e", 6))).unwrap();
+        assert_eq!(one.tokens.len(), 1);
+        assert_eq!(one.tokens[0].symbol, "USDC.e");
+        assert_eq!(
+            one.tokens[0].contract,
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+                .parse::<alloy_primitives::Address>()
+                .unwrap()
+        );
+        // It round-trips, and a network without tokens serializes without the key.
+        assert_eq!(
+            toml::from_str::<NetworkConfig>(&toml::to_string(&one).unwrap()).unwrap(),
+            one
+        );
+        let none: NetworkConfig = toml::from_str(base).unwrap();
+        assert!(!toml::to_string(&none).unwrap().contains("tokens"));
+
+        let twice = format!("{base}tokens = [{}, {}]\n", token("A", 6), token("B", 6));
+        let bad_symbol = format!("{base}tokens = [{}]\n", token("<b>", 6));
+        let long_symbol = format!("{base}tokens = [{}]\n", token("ABCDEFGHIJKLMNOPQ", 6));
+        let decimals = format!("{base}tokens = [{}]\n", token("A", 37));
+        let not_an_address =
+            format!("{base}tokens = [{{ contract = \"0x12\", symbol = \"A\", decimals = 6 }}]\n");
+        for bad in [twice, bad_symbol, long_symbol, decimals, not_an_address] {
+            assert!(toml::from_str::<NetworkConfig>(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

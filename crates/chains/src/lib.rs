@@ -10,7 +10,7 @@ mod evm;
 mod registry;
 
 pub use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
-pub use config::{DEFAULT_REQUEST_TIMEOUT, NetworkConfig};
+pub use config::{DEFAULT_REQUEST_TIMEOUT, MAX_TOKENS, NetworkConfig, TokenConfig};
 pub use error::{ChainError, ConfigError};
 pub use evm::{EvmClient, FeeSuggestion, ReceiptInfo, TRANSFER_GAS, gas_with_margin};
 pub use registry::ChainRegistry;

@@ -13,7 +13,7 @@ use rand::CryptoRng;
 
 use crate::http::ApiError;
 
-/// How long an access token is valid.
+/// How long an access token is valid unless configured (`access_token_ttl_secs`).
 pub const ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
 /// How long a session (and so its refresh tokens) lives.
 pub const SESSION_TTL_SECS: u64 = 30 * 24 * 60 * 60;
@@ -22,6 +22,8 @@ pub const SESSION_TTL_SECS: u64 = 30 * 24 * 60 * 60;
 pub struct Auth {
     pub signer: SessionSigner,
     pub verifier: OidcVerifier,
+    /// Lifetime of the access tokens this server issues, in seconds.
+    pub access_token_ttl_secs: u64,
     /// Access tokens already checked (signature and live session), by token hash, for
     /// [`CHECKED_TOKEN_TTL`]: a client's requests in a burst are checked once.
     pub checked: crate::cache::TtlCache<String, (AccessClaims, u64, u64)>,
@@ -35,10 +37,11 @@ pub struct Auth {
 pub const CHECKED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Auth {
-    pub fn new(signer: SessionSigner, verifier: OidcVerifier) -> Self {
+    pub fn new(signer: SessionSigner, verifier: OidcVerifier, access_token_ttl_secs: u64) -> Self {
         Self {
             signer,
             verifier,
+            access_token_ttl_secs,
             checked: crate::cache::TtlCache::new(CHECKED_TOKEN_TTL, 100_000),
             revocations: std::sync::atomic::AtomicU64::new(0),
         }
@@ -215,13 +218,13 @@ impl Auth {
                 session_id: session.id.clone(),
             },
             now,
-            ACCESS_TOKEN_TTL_SECS,
+            self.access_token_ttl_secs,
             rng,
         );
         Ok(Issued {
             access_token,
             refresh_token,
-            expires_in: ACCESS_TOKEN_TTL_SECS,
+            expires_in: self.access_token_ttl_secs,
             user,
             status,
         })

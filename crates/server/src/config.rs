@@ -46,6 +46,8 @@ pub struct Config {
     /// The widget's built files, served under `/widget/`; default: `widget/dist` if it
     /// exists, else `widget` beside the `keystead` binary.
     pub widget_dir: Option<PathBuf>,
+    /// Lifetime of an access token, in seconds (clients refresh after it).
+    pub access_token_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +81,7 @@ impl Default for Config {
             chain_poll_ms: 1_000,
             public_url: None,
             widget_dir: None,
+            access_token_ttl_secs: crate::auth::ACCESS_TOKEN_TTL_SECS,
         }
     }
 }
@@ -168,6 +171,7 @@ const ENV_KEYS: &[&str] = &[
     "chain_poll_ms",
     "public_url",
     "widget_dir",
+    "access_token_ttl_secs",
     "enclave__binary",
     "enclave__socket",
     "enclave__kms_keyring",
@@ -241,6 +245,11 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "public_url must be an http(s) URL".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.access_token_ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "access_token_ttl_secs must be between 1 and 86400".into(),
             ));
         }
         if self.max_body_bytes < 1024 {
@@ -417,6 +426,21 @@ mod tests {
         );
         let shown = format!("{:?}", config.redacted());
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn access_token_ttl_is_bounded() {
+        assert_eq!(
+            Config::default().access_token_ttl_secs,
+            crate::auth::ACCESS_TOKEN_TTL_SECS
+        );
+        for (ttl, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            let config = Config {
+                access_token_ttl_secs: ttl,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), ok, "{ttl}");
+        }
     }
 
     fn short(text: &str) -> NetworkSpec {

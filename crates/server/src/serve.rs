@@ -57,7 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Plain-HTTP issuers only on loopback (the verifier's default).
         let verifier = OidcVerifier::with_options(VerifierOptions::default())
             .context("building the OpenID verifier")?;
-        Auth::new(signer, verifier)
+        Auth::new(signer, verifier, config.access_token_ttl_secs)
     };
     let state = Arc::new(AppState {
         enclave,

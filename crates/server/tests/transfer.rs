@@ -137,6 +137,99 @@ async fn send_eth_on_postgres() {
     send_eth(Db::Postgres).await;
 }
 
+/// `transfer(to, amount)` call data.
+fn erc20_transfer_data(to: &str, amount: u128) -> String {
+    format!(
+        "0xa9059cbb{:0>64}{amount:064x}",
+        to.trim_start_matches("0x").to_lowercase()
+    )
+}
+
+/// A listed ERC-20: its balance through the API, and a transfer of it sent by the wallet
+/// and read back from the token contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erc20_balance_and_transfer() {
+    let env = Env::start_with_token(Db::Sqlite).await;
+    let token = env.token.unwrap();
+    let token_text = token.to_checksum(None);
+    let (mut alice, wallet) = funded_user(&env, "alice", ETH).await;
+    let owner: alloy_primitives::Address = wallet.address.parse().unwrap();
+    let recipient: alloy_primitives::Address = RECIPIENT.parse().unwrap();
+
+    // The app lists the token; the wallet holds none yet.
+    let (status, app) = alice.api.get("/v1/app").await;
+    assert_eq!(status, StatusCode::OK, "{app}");
+    assert_eq!(
+        app["networks"][0]["tokens"],
+        json!([{"contract": token_text, "symbol": "TST", "decimals": 6}])
+    );
+    let balance_path = format!("/v1/accounts/{}/balance", wallet.account_id);
+    let (_, balance) = alice.api.get(&balance_path).await;
+    assert_eq!(
+        balance["tokens"],
+        json!([{"contract": token_text, "symbol": "TST", "decimals": 6, "amount": "0"}])
+    );
+
+    // Dev account 0 (holding the supply) gives the wallet 5 TST.
+    let gift = 5_000_000u128;
+    let hash = env
+        .anvil
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": env.anvil.address(0), "to": token, "data": erc20_transfer_data(&wallet.address, gift)}]),
+        )
+        .unwrap();
+    assert_eq!(receipt(&env, hash.as_str().unwrap())["status"], "0x1");
+    let (_, balance) = alice.api.get(&balance_path).await;
+    assert_eq!(balance["tokens"][0]["amount"], gift.to_string());
+    assert_eq!(
+        env.anvil.token_balance(token, owner),
+        U256::from(gift),
+        "the API reads what the contract holds"
+    );
+
+    // The wallet sends 1.25 TST: value 0, the call data names recipient and amount.
+    let amount = 1_250_000u128;
+    let data = erc20_transfer_data(RECIPIENT, amount);
+    let (status, prepared) = alice
+        .api
+        .post(
+            "/v1/tx/prepare",
+            json!({"accountId": wallet.account_id, "to": token_text, "value": "0", "data": data}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{prepared}");
+    assert_eq!(prepared["intent"]["data"], data);
+    let gas: u64 = prepared["intent"]["gasLimit"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        gas > 21_000,
+        "a contract call costs more than a transfer: {gas}"
+    );
+    let body = alice.send_body(&wallet.account_id, &prepared, PIN);
+    let (status, sent) = alice.api.post("/v1/tx/send", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let tx = alice.wait_final(sent["id"].as_str().unwrap()).await;
+    assert_eq!(tx["status"], "confirmed", "{tx}");
+    let mined = receipt(&env, sent["hash"].as_str().unwrap());
+    assert_eq!(mined["status"], "0x1");
+    assert_eq!(mined["to"].as_str().unwrap(), token_text.to_lowercase());
+
+    assert_eq!(
+        env.anvil.token_balance(token, owner),
+        U256::from(gift - amount)
+    );
+    assert_eq!(
+        env.anvil.token_balance(token, recipient),
+        U256::from(amount)
+    );
+    let (_, balance) = alice.api.get(&balance_path).await;
+    assert_eq!(balance["tokens"][0]["amount"], (gift - amount).to_string());
+}
+
 async fn twenty_concurrent_sends(db: Db) {
     let env = Env::start(db).await;
     let (mut bob, wallet) = funded_user(&env, "bob", 10 * ETH).await;

@@ -252,6 +252,48 @@ impl Anvil {
             .unwrap_or_else(|| panic!("eth_blockNumber failed"))
     }
 
+    /// Deploys [`crate::test_token`]'s ERC-20 from dev account `from`, which receives the
+    /// whole `supply`; returns the contract's address once it is mined.
+    pub fn deploy_test_token(&self, from: usize, supply: U256) -> Address {
+        let code = format!(
+            "0x{}{supply:064x}",
+            crate::test_token::TEST_TOKEN_CREATION_CODE
+        );
+        let hash = self
+            .rpc(
+                "eth_sendTransaction",
+                json!([{"from": self.address(from), "data": code, "gas": "0x200000"}]),
+            )
+            .unwrap_or_else(|e| panic!("deploying the test token: {e:#}"));
+        let deadline = Instant::now() + RPC_TIMEOUT;
+        loop {
+            let receipt = self
+                .rpc("eth_getTransactionReceipt", json!([hash]))
+                .unwrap_or_else(|e| panic!("the test token's receipt: {e:#}"));
+            if let Some(address) = receipt.get("contractAddress").and_then(Value::as_str) {
+                assert_eq!(
+                    receipt["status"], "0x1",
+                    "the test token's deployment failed"
+                );
+                return address.parse().expect("contract address");
+            }
+            assert!(Instant::now() < deadline, "the test token was not mined");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `balanceOf(owner)` of an ERC-20 `token`, read by `eth_call`.
+    pub fn token_balance(&self, token: Address, owner: Address) -> U256 {
+        let data = format!(
+            "0x70a08231{:0>64}",
+            format!("{owner:x}").trim_start_matches("0x")
+        );
+        self.rpc("eth_call", json!([{"to": token, "data": data}, "latest"]))
+            .ok()
+            .and_then(|v| v.as_str().and_then(|s| s.parse::<U256>().ok()))
+            .unwrap_or_else(|| panic!("balanceOf({owner}) at {token} failed"))
+    }
+
     /// One JSON-RPC call; the `result`, or the node's `error` as an error.
     pub fn rpc(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});

@@ -17,6 +17,7 @@ pub mod anvil;
 pub mod memory;
 pub mod oidc;
 pub mod oidc_provider;
+pub mod test_token;
 
 /// A binary of this workspace, built beside the running test (cargo builds every
 /// workspace binary before running a workspace's tests).

@@ -32,6 +32,28 @@ pub struct NetworkInfo {
     pub name: String,
     pub symbol: String,
     pub decimals: u8,
+    /// The ERC-20 tokens the operator lists for this network: balances are read for
+    /// them, and a transfer of one is shown with this symbol and these decimals.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// A listed ERC-20 token, as configured (never as the contract describes itself).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenInfo {
+    /// The contract's address, EIP-55 checksummed.
+    pub contract: String,
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+impl From<&keystead_chains::TokenConfig> for TokenInfo {
+    fn from(token: &keystead_chains::TokenConfig) -> Self {
+        Self {
+            contract: token.contract.to_checksum(None),
+            symbol: token.symbol.clone(),
+            decimals: token.decimals,
+        }
+    }
 }
 
 /// An OpenID provider the app accepts ID tokens from.
@@ -70,6 +92,7 @@ pub async fn get_app(
                 name: n.name.clone(),
                 symbol: n.symbol.clone(),
                 decimals: n.decimals,
+                tokens: n.tokens.iter().map(TokenInfo::from).collect(),
             })
             .collect(),
         login_providers: providers

@@ -92,6 +92,7 @@ pub const APP_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
         keystead_types::Health,
         apps::AppInfo,
         apps::NetworkInfo,
+        apps::TokenInfo,
         apps::LoginProvider,
         auth::IdTokenLogin,
         auth::RefreshRequest,

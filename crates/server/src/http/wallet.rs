@@ -242,8 +242,16 @@ pub async fn balance(
         .address
         .parse()
         .map_err(|_| ApiError::internal("stored address is not an address"))?;
-    let amount = client.balance(address).await?;
     let config = client.config();
+    let (amount, token_amounts) = tokio::try_join!(
+        client.balance(address),
+        futures_util::future::try_join_all(
+            config
+                .tokens
+                .iter()
+                .map(|t| client.erc20_balance(t.contract, address))
+        ),
+    )?;
     Ok(Json(BalanceResponse {
         network: account.network,
         address: account.address,
@@ -252,7 +260,17 @@ pub async fn balance(
             decimals: config.decimals,
             amount: amount.to_string(),
         },
-        tokens: Vec::new(),
+        tokens: config
+            .tokens
+            .iter()
+            .zip(token_amounts)
+            .map(|(token, amount)| TokenAmount {
+                contract: token.contract.to_checksum(None),
+                symbol: token.symbol.clone(),
+                decimals: token.decimals,
+                amount: amount.to_string(),
+            })
+            .collect(),
     }))
 }
 

@@ -70,8 +70,13 @@ pub struct Env {
     pub app_id: String,
     pub app_key: String,
     pub http: reqwest::Client,
+    /// The test ERC-20 listed on network `local`, when started with one.
+    pub token: Option<Address>,
     db_args: Vec<String>,
 }
+
+/// Supply of the test token, all held by anvil's dev account 0 at first.
+pub const TOKEN_SUPPLY: u128 = 1_000_000_000_000;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -152,7 +157,17 @@ impl Env {
 
     /// With `proxy`, the server reaches anvil through an [`RpcProxy`].
     pub async fn start_with(db: Db, proxy: bool) -> Env {
+        Self::start_opts(db, proxy, false).await
+    }
+
+    /// With the test ERC-20 deployed and listed (as `TST`, 6 decimals) on `local`.
+    pub async fn start_with_token(db: Db) -> Env {
+        Self::start_opts(db, false, true).await
+    }
+
+    async fn start_opts(db: Db, proxy: bool, token: bool) -> Env {
         let anvil = Anvil::start();
+        let token = token.then(|| anvil.deploy_test_token(0, U256::from(TOKEN_SUPPLY)));
         let proxy = if proxy {
             Some(RpcProxy::start(anvil.url()).await)
         } else {
@@ -174,7 +189,21 @@ impl Env {
         args.extend(db_args.iter().map(String::as_str));
         let created = keystead_json(dir.path(), &args);
         let rpc = proxy.as_ref().map_or(anvil.url(), |p| p.url.as_str());
-        let mut serve_args = vec!["--network".to_string(), format!("local=31337@{rpc}")];
+        let mut serve_args = match token {
+            None => vec!["--network".to_string(), format!("local=31337@{rpc}")],
+            Some(token) => {
+                let config = dir.path().join("keystead.toml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[[networks]]\nid = \"local\"\nchain_id = 31337\nrpc_urls = [\"{rpc}\"]\n\
+                         tokens = [{{ contract = \"{token}\", symbol = \"TST\", decimals = 6 }}]\n"
+                    ),
+                )
+                .unwrap();
+                vec!["--config".to_string(), config.display().to_string()]
+            }
+        };
         serve_args.extend(db_args.iter().cloned());
         let server = ServerProcess::start(dir, serve_args);
         wait_for(&format!("{}/readyz", server.base), 200).await;
@@ -186,6 +215,7 @@ impl Env {
             app_id: created["appId"].as_str().unwrap().to_string(),
             app_key: created["appKey"].as_str().unwrap().to_string(),
             http: reqwest::Client::new(),
+            token,
             db_args,
         }
     }

@@ -532,6 +532,11 @@ export interface components {
             symbol: string;
             /** Format: int32 */
             decimals: number;
+            /**
+             * @description The ERC-20 tokens the operator lists for this network: balances are read for
+             *     them, and a transfer of one is shown with this symbol and these decimals.
+             */
+            tokens: components["schemas"]["TokenInfo"][];
         };
         /** @description `POST /v1/tx/prepare` body. */
         PrepareBody: {
@@ -618,6 +623,14 @@ export interface components {
             /** Format: int32 */
             decimals: number;
             amount: string;
+        };
+        /** @description A listed ERC-20 token, as configured (never as the contract describes itself). */
+        TokenInfo: {
+            /** @description The contract's address, EIP-55 checksummed. */
+            contract: string;
+            symbol: string;
+            /** Format: int32 */
+            decimals: number;
         };
         TxResponse: {
             id: string;
