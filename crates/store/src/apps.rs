@@ -1,7 +1,7 @@
 //! Apps (tenants): their hashed keys, allowed origins and identity providers.
 
 use crate::error::DbResultExt;
-use crate::{App, AppKey, AppProvider, Store, StoreError, found, with_pool};
+use crate::{App, AppKey, AppProvider, Store, StoreError, found, with_pool, with_writer};
 
 const INSERT_APP: &str = "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)";
 const INSERT_KEY: &str = "INSERT INTO app_keys (key_hash, app_id, created_at) VALUES ($1, $2, $3)";
@@ -21,7 +21,7 @@ impl Store {
         providers: &[AppProvider],
         key_hash: &str,
     ) -> Result<(), StoreError> {
-        with_pool!(self, |pool| {
+        with_writer!(self, (app, origins, providers, key_hash), |pool| {
             let mut tx = pool.begin().await.db()?;
             sqlx::query(INSERT_APP)
                 .bind(&app.id)
@@ -62,7 +62,7 @@ impl Store {
 
     /// Creates an app. `Conflict` if the id is taken.
     pub async fn create_app(&self, app: &App) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(INSERT_APP)
+        with_writer!(self, (app), |pool| sqlx::query(INSERT_APP)
             .bind(&app.id)
             .bind(&app.name)
             .bind(app.created_at)
@@ -96,14 +96,16 @@ impl Store {
         key_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(INSERT_KEY)
-            .bind(key_hash)
-            .bind(app_id)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|_| ())
-            .db())
+        with_writer!(self, (app_id, key_hash, now), |pool| sqlx::query(
+            INSERT_KEY
+        )
+        .bind(key_hash)
+        .bind(app_id)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .db())
     }
 
     /// Adds `new_key_hash` and revokes every other live key of the app, atomically.
@@ -117,12 +119,12 @@ impl Store {
             "INSERT INTO app_keys (key_hash, app_id, created_at) VALUES ($1, $2, $3)";
         const REVOKE: &str = "UPDATE app_keys SET revoked_at = $3 \
              WHERE app_id = $2 AND key_hash <> $1 AND revoked_at IS NULL";
-        with_pool!(self, |pool| {
+        with_writer!(self, (app_id, new_key_hash, now), |pool| {
             let mut tx = pool.begin().await.db()?;
             for sql in [INSERT, REVOKE] {
                 sqlx::query(sql)
-                    .bind(new_key_hash)
-                    .bind(app_id)
+                    .bind(&new_key_hash)
+                    .bind(&app_id)
                     .bind(now)
                     .execute(&mut *tx)
                     .await
@@ -141,7 +143,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE app_keys SET revoked_at = $3 \
              WHERE key_hash = $1 AND app_id = $2 AND revoked_at IS NULL";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (app_id, key_hash, now), |pool| sqlx::query(SQL)
             .bind(key_hash)
             .bind(app_id)
             .bind(now)
@@ -178,7 +180,7 @@ impl Store {
     /// Allows an origin (e.g. `https://app.example`) for an app; adding it twice is fine.
     /// `NotFound` if the app does not exist.
     pub async fn add_app_origin(&self, app_id: &str, origin: &str) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(INSERT_ORIGIN)
+        with_writer!(self, (app_id, origin), |pool| sqlx::query(INSERT_ORIGIN)
             .bind(app_id)
             .bind(origin)
             .execute(pool)
@@ -190,7 +192,7 @@ impl Store {
     /// Removes an allowed origin. `NotFound` if it was not allowed.
     pub async fn remove_app_origin(&self, app_id: &str, origin: &str) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM app_origins WHERE app_id = $1 AND origin = $2";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (app_id, origin), |pool| sqlx::query(SQL)
             .bind(app_id)
             .bind(origin)
             .execute(pool)
@@ -237,7 +239,7 @@ impl Store {
     /// Adds an identity provider to an app, or replaces the one with the same name.
     /// `NotFound` if the app does not exist.
     pub async fn put_app_provider(&self, provider: &AppProvider) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(PUT_PROVIDER)
+        with_writer!(self, (provider), |pool| sqlx::query(PUT_PROVIDER)
             .bind(&provider.app_id)
             .bind(&provider.name)
             .bind(&provider.kind)
@@ -279,7 +281,7 @@ impl Store {
     /// Removes an identity provider from an app. `NotFound` if it has none by that name.
     pub async fn remove_app_provider(&self, app_id: &str, name: &str) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM app_providers WHERE app_id = $1 AND name = $2";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (app_id, name), |pool| sqlx::query(SQL)
             .bind(app_id)
             .bind(name)
             .execute(pool)

@@ -51,6 +51,7 @@ mod sessions;
 mod txs;
 mod users;
 mod wallets;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -99,11 +100,39 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Like [`with_pool!`] for statements that write: on an SQLite file, `$body` runs on the
+/// single writer's connection in a group commit ([`writer`]); elsewhere on the pool.
+/// The listed arguments are turned into owned values first (the writer runs on its own
+/// task), and `$body` must evaluate to a `Result<_, StoreError>`.
+macro_rules! with_writer {
+    ($store:expr, ($($owned:ident),* $(,)?), |$conn:ident| $body:expr) => {{
+        $(#[allow(clippy::clone_on_copy, clippy::redundant_clone)] let $owned = $owned.to_owned();)*
+        match (&$store.pool, &$store.writer) {
+            (_, Some(writer)) => {
+                writer
+                    .write(move |$conn: &mut ::sqlx::SqliteConnection| {
+                        Box::pin(async move {
+                            #[allow(unused_imports)]
+                            use ::sqlx::Connection as _;
+                            $body
+                        })
+                    })
+                    .await
+            }
+            ($crate::Pool::Sqlite($conn), None) => $body,
+            ($crate::Pool::Postgres($conn), None) => $body,
+        }
+    }};
+}
+pub(crate) use with_writer;
+
 /// The database: a connection pool for SQLite or PostgreSQL. Cheap to clone (the pool is
 /// shared).
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// SQLite file databases: the one connection every write goes through.
+    writer: Option<std::sync::Arc<writer::Writer>>,
     /// SQLite file databases: the file locked while migrating.
     migration_lock: Option<std::path::PathBuf>,
 }
@@ -114,6 +143,7 @@ impl Store {
     /// with a 5 s busy timeout and foreign keys on. Does not run migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut migration_lock = None;
+        let mut writer = None;
         let pool = if url.starts_with("sqlite:") {
             if !is_in_memory(url) {
                 let options = SqliteConnectOptions::from_str(url).db()?;
@@ -127,7 +157,11 @@ impl Store {
                 Some(path) => Some(lock_file(path.clone()).await?),
                 None => None,
             };
-            Pool::Sqlite(connect_sqlite(url).await?)
+            let (pool, options) = connect_sqlite(url).await?;
+            if !is_in_memory(url) {
+                writer = Some(std::sync::Arc::new(writer::Writer::start(options).await?));
+            }
+            Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pool::Postgres(PgPoolOptions::new().connect(url).await.db()?)
         } else {
@@ -137,6 +171,7 @@ impl Store {
         };
         Ok(Self {
             pool,
+            writer,
             migration_lock,
         })
     }
@@ -180,6 +215,9 @@ impl Store {
 
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.stop().await;
+        }
         with_pool!(self, |pool| pool.close().await);
     }
 }
@@ -204,7 +242,7 @@ async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File, StoreError
     .map_err(|e| StoreError::Migration(format!("migration lock: {e}")))
 }
 
-async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
+async fn connect_sqlite(url: &str) -> Result<(SqlitePool, SqliteConnectOptions), StoreError> {
     let in_memory = is_in_memory(url);
     let mut options = SqliteConnectOptions::from_str(url)
         .db()?
@@ -224,7 +262,8 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         // default): a committed wallet or outbox row must survive a power cut.
         options = options.journal_mode(SqliteJournalMode::Wal);
     }
-    pool.connect_with(options).await.db()
+    let pool = pool.connect_with(options.clone()).await.db()?;
+    Ok((pool, options))
 }
 
 /// `Ok` when a statement changed at least one row, else `NotFound`.

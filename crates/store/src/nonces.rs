@@ -1,7 +1,7 @@
 //! Per-(chain, sender) nonce assignment, atomic across every server sharing the database.
 
 use crate::error::DbResultExt;
-use crate::{Store, StoreError, from_db_int, to_db_int, with_pool};
+use crate::{Store, StoreError, from_db_int, to_db_int, with_writer};
 
 impl Store {
     /// Hands out the next nonce for `address` on `chain_id`: `max(stored next nonce,
@@ -29,7 +29,7 @@ impl Store {
         if floor == i64::MAX {
             return Err(StoreError::Database("nonce floor exceeds i64::MAX".into()));
         }
-        let reserved: i64 = with_pool!(self, |pool| sqlx::query_scalar(SQL)
+        let reserved: i64 = with_writer!(self, (address), |pool| sqlx::query_scalar(SQL)
             .bind(chain_id)
             .bind(address)
             .bind(floor)
@@ -56,7 +56,7 @@ impl Store {
         if nonce == i64::MAX {
             return Ok(false);
         }
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (address), |pool| sqlx::query(SQL)
             .bind(chain_id)
             .bind(address)
             .bind(nonce)

@@ -1,7 +1,7 @@
 //! Logins in flight through the authorization-code flow (single use, expiring).
 
 use crate::error::DbResultExt;
-use crate::{OAuthLogin, Store, StoreError, with_pool};
+use crate::{OAuthLogin, Store, StoreError, with_writer};
 
 const COLUMNS: &str = "state, app_id, provider, code_verifier, nonce, return_origin, expires_at";
 
@@ -12,8 +12,9 @@ impl Store {
         const PURGE: &str = "DELETE FROM oauth_logins WHERE expires_at <= $1";
         let insert =
             format!("INSERT INTO oauth_logins ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        with_pool!(self, |pool| {
-            sqlx::query(PURGE).bind(now).execute(pool).await.db()?;
+        with_writer!(self, (login), |pool| {
+            let mut tx = pool.begin().await.db()?;
+            sqlx::query(PURGE).bind(now).execute(&mut *tx).await.db()?;
             sqlx::query(&insert)
                 .bind(&login.state)
                 .bind(&login.app_id)
@@ -22,10 +23,10 @@ impl Store {
                 .bind(&login.nonce)
                 .bind(&login.return_origin)
                 .bind(login.expires_at)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
-                .map(|_| ())
-                .db()
+                .db()?;
+            tx.commit().await.db()
         })
     }
 
@@ -33,7 +34,7 @@ impl Store {
     /// is none, it was taken already, or it has expired.
     pub async fn take_oauth_login(&self, state: &str, now: i64) -> Result<OAuthLogin, StoreError> {
         let sql = format!("DELETE FROM oauth_logins WHERE state = $1 RETURNING {COLUMNS}");
-        let login: Option<OAuthLogin> = with_pool!(self, |pool| sqlx::query_as(&sql)
+        let login: Option<OAuthLogin> = with_writer!(self, (state), |pool| sqlx::query_as(&sql)
             .bind(state)
             .fetch_optional(pool)
             .await

@@ -1,7 +1,7 @@
 //! Login sessions and their rotating refresh tokens (stored as hashes the caller makes).
 
 use crate::error::DbResultExt;
-use crate::{Session, Store, StoreError, found, with_pool};
+use crate::{Session, Store, StoreError, found, with_pool, with_writer};
 
 const SESSION_COLUMNS: &str = "id, app_id, user_id, created_at, expires_at, revoked_at";
 const INSERT_TOKEN: &str =
@@ -18,7 +18,7 @@ impl Store {
         const SQL: &str = "INSERT INTO sessions \
              (id, app_id, user_id, created_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6)";
-        with_pool!(self, |pool| {
+        with_writer!(self, (session, refresh_token_hash), |pool| {
             let mut tx = pool.begin().await.db()?;
             sqlx::query(SQL)
                 .bind(&session.id)
@@ -57,7 +57,7 @@ impl Store {
     pub async fn revoke_session(&self, app_id: &str, id: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $3) \
              WHERE app_id = $1 AND id = $2";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (app_id, id, now), |pool| sqlx::query(SQL)
             .bind(app_id)
             .bind(id)
             .bind(now)
@@ -77,7 +77,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         const SQL: &str = "UPDATE sessions SET revoked_at = $3 \
              WHERE app_id = $1 AND user_id = $2 AND revoked_at IS NULL";
-        with_pool!(self, |pool| sqlx::query(SQL)
+        with_writer!(self, (app_id, user_id, now), |pool| sqlx::query(SQL)
             .bind(app_id)
             .bind(user_id)
             .bind(now)
@@ -113,18 +113,19 @@ impl Store {
         const REVOKE: &str = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $3) \
              WHERE app_id = $2 AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)";
         let select_session = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        with_pool!(self, |pool| {
+        let backend = self.backend();
+        with_writer!(self, (app_id, old_hash, new_hash, select_session), |pool| {
             let mut tx = pool.begin().await.db()?;
             let session_id: Option<String> = sqlx::query_scalar(MARK_USED)
-                .bind(old_hash)
-                .bind(app_id)
+                .bind(&old_hash)
+                .bind(&app_id)
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await
                 .db()?;
             if let Some(session_id) = session_id {
                 sqlx::query(INSERT_TOKEN)
-                    .bind(new_hash)
+                    .bind(&new_hash)
                     .bind(&session_id)
                     .bind(now)
                     .execute(&mut *tx)
@@ -139,22 +140,22 @@ impl Store {
                 return Ok(session);
             }
             let used_at: Option<Option<i64>> = sqlx::query_scalar(LOOKUP)
-                .bind(old_hash)
-                .bind(app_id)
+                .bind(&old_hash)
+                .bind(&app_id)
                 .fetch_optional(&mut *tx)
                 .await
                 .db()?;
             match used_at {
                 Some(Some(_)) => {
                     sqlx::query(REVOKE)
-                        .bind(old_hash)
-                        .bind(app_id)
+                        .bind(&old_hash)
+                        .bind(&app_id)
                         .bind(now)
                         .execute(&mut *tx)
                         .await
                         .db()?;
                     tx.commit().await.db()?;
-                    tracing::warn!(backend = ?self.backend(), "refresh token reused; session revoked");
+                    tracing::warn!(?backend, "refresh token reused; session revoked");
                     Err(StoreError::RefreshReuse)
                 }
                 Some(None) | None => Err(StoreError::NotFound),

@@ -3,7 +3,7 @@
 
 use crate::error::DbResultExt;
 use crate::rows::TxRecord;
-use crate::{Store, StoreError, TxRow, TxStatus, to_db_int, with_pool};
+use crate::{Store, StoreError, TxRow, TxStatus, to_db_int, with_pool, with_writer};
 
 const TX_COLUMNS: &str = "id, app_id, user_id, account_id, network, chain_id, from_address, \
      nonce, hash, raw, status, block_number, error, idempotency_key, request_hash, \
@@ -35,7 +35,7 @@ impl Store {
         );
         let chain_id = to_db_int(tx.chain_id, "chain id")?;
         let nonce = to_db_int(tx.nonce, "nonce")?;
-        let inserted = with_pool!(self, |pool| sqlx::query(&sql)
+        let inserted = with_writer!(self, (tx), |pool| sqlx::query(&sql)
             .bind(&tx.id)
             .bind(&tx.app_id)
             .bind(&tx.user_id)
@@ -157,7 +157,7 @@ impl Store {
     pub async fn mark_broadcast(&self, id: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE transactions SET status = 'pending', updated_at = $2 \
              WHERE id = $1 AND status = 'signed'";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (id, now), |pool| sqlx::query(SQL)
             .bind(id)
             .bind(now)
             .execute(pool)
@@ -187,7 +187,7 @@ impl Store {
             TxStatus::Failed
         };
         let block = to_db_int(block_number, "block number")?;
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (id), |pool| sqlx::query(SQL)
             .bind(id)
             .bind(status.as_str())
             .bind(block)
@@ -205,7 +205,7 @@ impl Store {
     pub async fn mark_failed(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE transactions SET status = 'failed', error = $2, updated_at = $3 \
              WHERE id = $1 AND status IN ('signed', 'pending')";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let n = with_writer!(self, (id, error, now), |pool| sqlx::query(SQL)
             .bind(id)
             .bind(error)
             .bind(now)

@@ -1,7 +1,7 @@
 //! Users of an app and the login identities linked to them.
 
 use crate::error::DbResultExt;
-use crate::{Identity, Store, StoreError, User, found, with_pool};
+use crate::{Identity, Store, StoreError, User, found, with_pool, with_writer};
 
 const INSERT_USER: &str =
     "INSERT INTO users (id, app_id, email, created_at) VALUES ($1, $2, $3, $4)";
@@ -11,7 +11,7 @@ const INSERT_IDENTITY: &str =
 impl Store {
     /// Creates a user. `Conflict` if the id is taken, `NotFound` if the app does not exist.
     pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(INSERT_USER)
+        with_writer!(self, (user), |pool| sqlx::query(INSERT_USER)
             .bind(&user.id)
             .bind(&user.app_id)
             .bind(&user.email)
@@ -30,7 +30,7 @@ impl Store {
         provider: &str,
         subject: &str,
     ) -> Result<(), StoreError> {
-        with_pool!(self, |pool| {
+        with_writer!(self, (user, provider, subject), |pool| {
             let mut tx = pool.begin().await.db()?;
             sqlx::query(INSERT_USER)
                 .bind(&user.id)
@@ -72,7 +72,8 @@ impl Store {
         email: Option<&str>,
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE users SET email = $3 WHERE app_id = $1 AND id = $2";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
+        let email = email.map(str::to_owned);
+        let n = with_writer!(self, (app_id, id), |pool| sqlx::query(SQL)
             .bind(app_id)
             .bind(id)
             .bind(email)
@@ -105,7 +106,7 @@ impl Store {
     /// Links an identity to a user of the same app. `Conflict` if the identity is linked
     /// already; `NotFound` if the user is not in that app.
     pub async fn link_identity(&self, identity: &Identity) -> Result<(), StoreError> {
-        with_pool!(self, |pool| sqlx::query(INSERT_IDENTITY)
+        with_writer!(self, (identity), |pool| sqlx::query(INSERT_IDENTITY)
             .bind(&identity.app_id)
             .bind(&identity.provider)
             .bind(&identity.subject)

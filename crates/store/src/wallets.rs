@@ -2,7 +2,7 @@
 //! accounts derived from them.
 
 use crate::error::DbResultExt;
-use crate::{AccountRow, Store, StoreError, WalletRow, with_pool};
+use crate::{AccountRow, Store, StoreError, WalletRow, with_pool, with_writer};
 
 /// Binds an [`AccountRow`] to `$1`…`$9` in [`ACCOUNT_COLUMNS`] order.
 macro_rules! bind_account {
@@ -44,7 +44,7 @@ impl Store {
         let account_sql = format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
-        with_pool!(self, |pool| {
+        with_writer!(self, (wallet, accounts), |pool| {
             let mut tx = pool.begin().await.db()?;
             sqlx::query(&wallet_sql)
                 .bind(&wallet.id)
@@ -108,17 +108,21 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE wallets SET record = $4, record_version = $5, updated_at = $6 \
              WHERE app_id = $1 AND id = $2 AND record_version = $3";
-        let n = with_pool!(self, |pool| sqlx::query(SQL)
-            .bind(app_id)
-            .bind(id)
-            .bind(expected_version)
-            .bind(new_record)
-            .bind(new_version)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = with_writer!(
+            self,
+            (app_id, id, expected_version, new_record, new_version, now),
+            |pool| sqlx::query(SQL)
+                .bind(app_id)
+                .bind(id)
+                .bind(expected_version)
+                .bind(new_record)
+                .bind(new_version)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .db()
+        )?;
         if n > 0 {
             return Ok(());
         }
@@ -133,11 +137,14 @@ impl Store {
         let sql = format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
-        with_pool!(self, |pool| bind_account!(sqlx::query(&sql), account)
-            .execute(pool)
-            .await
-            .map(|_| ())
-            .db())
+        with_writer!(self, (account), |pool| bind_account!(
+            sqlx::query(&sql),
+            account
+        )
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .db())
     }
 
     /// Stores an account unless the wallet already has one at its (network, idx): for
@@ -147,11 +154,14 @@ impl Store {
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (wallet_id, network, idx) DO NOTHING"
         );
-        with_pool!(self, |pool| bind_account!(sqlx::query(&sql), account)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected() > 0)
-            .db())
+        with_writer!(self, (account), |pool| bind_account!(
+            sqlx::query(&sql),
+            account
+        )
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .db())
     }
 
     /// The account with this id in this app.

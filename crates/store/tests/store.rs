@@ -57,6 +57,7 @@ store_tests!(
     app_with_origins_providers_and_key_is_all_or_nothing,
     oauth_logins_are_single_use_and_expire,
     user_accounts_are_found_only_for_their_owner,
+    concurrent_writes_are_durable_when_answered_and_fail_alone,
 );
 
 #[tokio::test]
@@ -229,6 +230,56 @@ mod cases {
             created_at: T0,
             expires_at,
             revoked_at: None,
+        }
+    }
+
+    /// Many writes at once (on SQLite: grouped into shared commits by the single writer):
+    /// each is readable the moment it is answered, and one that fails — a duplicate
+    /// refresh-token hash, after its session row was already inserted — leaves nothing
+    /// and does not disturb the writes committed beside it.
+    pub async fn concurrent_writes_are_durable_when_answered_and_fail_alone(store: Store) {
+        seed_app(&store, "app_grp").await;
+        seed_user(&store, "app_grp", "usr_grp").await;
+        let expires = T0 + 3_600;
+        let mut tasks = Vec::new();
+        for i in 0..120 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                // Every fourth session reuses hash 0 (taken by session 0, or by a twin).
+                let hash = if i % 4 == 0 {
+                    "hash_0".to_string()
+                } else {
+                    format!("hash_{i}")
+                };
+                let s = session(&format!("ses_grp_{i}"), "app_grp", "usr_grp", expires);
+                let created = store.create_session(&s, &hash).await;
+                if created.is_ok() {
+                    // Answered: so readable now, through any connection.
+                    let found = store.get_session("app_grp", &s.id).await;
+                    assert_eq!(found.as_ref().map(|f| &f.id), Ok(&s.id), "session {i}");
+                }
+                (i, created)
+            }));
+        }
+        let mut ok = 0;
+        let mut conflicts = Vec::new();
+        for task in tasks {
+            let (i, created) = task.await.unwrap();
+            match created {
+                Ok(()) => ok += 1,
+                Err(StoreError::Conflict) => conflicts.push(i),
+                Err(e) => panic!("session {i}: {e:?}"),
+            }
+        }
+        // 90 distinct hashes plus exactly one winner of hash_0.
+        assert_eq!(ok, 91);
+        assert_eq!(conflicts.len(), 29);
+        for i in conflicts {
+            assert_eq!(
+                store.get_session("app_grp", &format!("ses_grp_{i}")).await,
+                Err(StoreError::NotFound),
+                "the refused session {i} left no row"
+            );
         }
     }
 
