@@ -8,6 +8,7 @@
 
 import { getAddress, isAddress } from "viem";
 import {
+  attestationPolicyFromConfig,
   checkNewPin,
   generateClientKeyPair,
   operationDigest,
@@ -15,6 +16,7 @@ import {
   openRecoveryKit,
   sealPinEnvelope,
   verifyAttestation,
+  type AttestationPolicy,
   type AttestationResponse,
   type ClientKeyPair,
   type Operation,
@@ -37,9 +39,20 @@ const parentOrigin = params.get("parentOrigin") ?? "";
 const root = document.getElementById("app") as HTMLElement;
 
 let app: (AppInfo & { origins?: string[] }) | null = null;
-let accept: "dev" | "nitro" = "nitro";
-/** The session of this widget's own popup login, kept in memory only (for balances). */
+/** What attestation this widget accepts: its own config.json, never the host page's say. */
+let policy: AttestationPolicy = { accept: "nitro" };
+/**
+ * The session of this widget's own popup login, kept in memory only (balances, send,
+ * settings), without its refresh token: the SDK alone refreshes (PROTOCOL.md §3
+ * `session-expired`, §5 `session`), and the access token is replaced from its notices.
+ */
 let session: Session | null = null;
+/** The API client on `session` (one, so that a token replaced by a notice serves every flow). */
+let client: ApiClient | null = null;
+/** A `session-expired` sent to the SDK, waiting for its `session` notice. */
+let renewal: { resolve(s: Session): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> } | null = null;
+/** How long to wait for the SDK's new access token before the action fails as expired. */
+const RENEW_TIMEOUT_MS = 10_000;
 /** One-time client keys by approvalId, for `reveal`. */
 const clientKeys = new Map<string, ClientKeyPair>();
 
@@ -137,9 +150,19 @@ function onNotice(type: string, payload: Record<string, unknown>): void {
     if (!current) next();
   } else if (type === "session") {
     if (payload.status === "logged_out") {
-      session = null;
-      clientKeys.clear();
+      forgetSession();
+      return;
     }
+    // A new access token (the SDK logged in again or rotated its session). Taken only for a
+    // session this widget holds itself (its popup login), of the same user: the widget never
+    // adopts a session it did not create.
+    const token = payload.accessToken;
+    if (!session || payload.userId !== session.user.id || typeof token !== "string" || !token || token === session.accessToken) return;
+    const status = payload.status === "complete" || payload.status === "pin_required" || payload.status === "register_required" ? payload.status : session.status;
+    const expiresIn = typeof payload.expiresIn === "number" && Number.isFinite(payload.expiresIn) ? payload.expiresIn : session.expiresIn;
+    session = { ...session, accessToken: token, expiresIn, status };
+    client?.setSession(session);
+    settleRenewal(session);
   }
 }
 
@@ -177,7 +200,9 @@ function render(title: string, body: Node[], options: { onClose?: () => void; ba
     });
   }
   const focus = card.querySelector<HTMLElement>("[autofocus], input, button.primary") ?? card;
-  focus.focus();
+  // A card with a warning (e.g. an unknown token, an unlimited allowance) opens at its top,
+  // so that focusing the PIN field does not scroll the warning out of sight.
+  focus.focus(card.querySelector(".alert") ? { preventScroll: true } : undefined);
   post({ kind: "event", type: "resize", payload: { height: Math.ceil(document.body.scrollHeight) } });
 }
 
@@ -300,7 +325,7 @@ function pinForm(submitLabel: string, onSubmit: (pin: string) => void, options: 
 async function attest(): Promise<VerifiedAttestation> {
   const response = await fetch(`${location.origin}/v1/enclave/attestation`, { headers: { "X-App-Key": appKey, Accept: "application/json" } });
   if (!response.ok) throw new Error(`attestation: HTTP ${response.status}`);
-  return verifyAttestation((await response.json()) as AttestationResponse, { accept });
+  return verifyAttestation((await response.json()) as AttestationResponse, policy);
 }
 
 // --- requests -----------------------------------------------------------------------------
@@ -379,7 +404,8 @@ function login(item: Incoming): void {
     stopPopup();
     if (current?.id !== item.id) return;
     if (data.ok === true && isObject(data.session) && typeof data.session.accessToken === "string") {
-      session = data.session as unknown as Session;
+      // The SDK gets the whole session and owns its refresh token; the widget keeps the rest.
+      startSession({ ...(data.session as unknown as Session), refreshToken: "" });
       respond(item.id, { session: data.session });
     } else {
       const err = isObject(data.error) ? data.error : {};
@@ -446,17 +472,69 @@ function typedFields(types: TypedData["types"], type: string, value: unknown, de
   return mono(valueText(value));
 }
 
-/** `transfer(address,uint256)` call data, decoded; null for anything else. */
-function erc20Transfer(data: string): { to: string; amount: string } | null {
+/** 2^256 - 1: the allowance dApps ask for as "unlimited". */
+const MAX_UINT256 = (1n << 256n) - 1n;
+
+/**
+ * ERC-20 `transfer(address,uint256)` (0xa9059cbb) or `approve(address,uint256)` (0x095ea7b3)
+ * call data, decoded (exactly two words, a clean address); null for anything else.
+ */
+function erc20Call(data: string): { kind: "transfer" | "approve"; address: string; amount: bigint } | null {
   const d = data.toLowerCase();
-  if (!d.startsWith("0xa9059cbb") || d.length !== 10 + 128) return null;
+  const kind = d.startsWith("0xa9059cbb") ? "transfer" : d.startsWith("0x095ea7b3") ? "approve" : null;
+  if (!kind || d.length !== 10 + 128 || !/^0x[0-9a-f]*$/.test(d)) return null;
   const word1 = d.slice(10, 74);
   if (!/^0{24}/.test(word1)) return null;
   try {
-    return { to: getAddress("0x" + word1.slice(24)), amount: BigInt("0x" + d.slice(74)).toString() };
+    return { kind, address: getAddress("0x" + word1.slice(24)), amount: BigInt("0x" + d.slice(74)) };
   } catch {
     return null;
   }
+}
+
+/**
+ * The operator's listing of `contract` on the intent's network, from the widget's own
+ * `/v1/app` (never from the host's payload); undefined when it is not listed there, or when
+ * the intent's chain id is not that network's.
+ */
+function listedToken(network: string, chainId: number, contract: string): { contract: string; symbol: string; decimals: number } | undefined {
+  const n = app?.networks.find((x) => x.id === network && x.chainId === chainId);
+  const c = contract.toLowerCase();
+  return (n?.tokens ?? []).find((tk) => tk.contract.toLowerCase() === c);
+}
+
+/** The rows (and warnings) for an ERC-20 `transfer` or `approve`. */
+function erc20Rows(call: NonNullable<ReturnType<typeof erc20Call>>, contract: string, token: ReturnType<typeof listedToken>, broadcast: boolean): { lead: Node[]; rows: HTMLElement[][] } {
+  const unlimited = call.kind === "approve" && call.amount === MAX_UINT256;
+  const amountText = token ? `${formatUnits(call.amount, token.decimals)} ${token.symbol}` : call.amount.toString();
+  const lead: Node[] = [];
+  if (call.kind === "transfer") {
+    lead.push(
+      h(
+        "p",
+        { class: "headline", id: "tx-summary" },
+        token
+          ? t(broadcast ? "tokenSendHeadline" : "tokenSignHeadline", { amount: formatUnits(call.amount, token.decimals), symbol: token.symbol })
+          : t("tokenUnknownHeadline"),
+      ),
+    );
+  } else {
+    lead.push(h("p", { class: "headline", id: "tx-summary" }, token ? t("tokenApproveHeadline", { symbol: token.symbol }) : t("tokenApproveUnknownHeadline")));
+    if (unlimited) lead.push(h("p", { class: "alert", role: "alert", id: "token-unlimited" }, t("tokenUnlimitedWarning")));
+  }
+  if (!token) lead.push(h("p", { class: "alert", role: "alert", id: "token-unknown" }, t("tokenUnknownWarning")));
+  const rows: HTMLElement[][] = [
+    row(t("tokenContract"), mono(contract), token ? null : h("br"), token ? null : h("span", { class: "warning" }, t("tokenUnknownLabel"))),
+    call.kind === "transfer" ? row(t("tokenRecipient"), mono(call.address)) : row(t("tokenSpender"), mono(call.address)),
+    row(
+      call.kind === "transfer" ? t("tokenAmount") : t("tokenAllowance"),
+      h("span", { id: "token-amount" }, unlimited ? h("strong", { class: "warning" }, t("tokenUnlimited")) : mono(amountText)),
+      // Raw units are never shown bare: the note says they are not tokens.
+      !token && !unlimited ? h("br") : null,
+      !token && !unlimited ? h("span", { class: "warning", id: "token-units" }, t("tokenRawUnits")) : null,
+    ),
+  ];
+  return { lead, rows };
 }
 
 function details(request: ApprovalRequest): { title: Key; body: Node[]; submit: Key } {
@@ -499,22 +577,17 @@ function details(request: ApprovalRequest): { title: Key; body: Node[]; submit: 
   // sign_transaction
   const { symbol, decimals } = nativeOf(request.network);
   const intent = request.intent;
-  const token = erc20Transfer(intent.data);
+  const call = erc20Call(intent.data);
+  const erc20 = call ? erc20Rows(call, intent.to, listedToken(intent.network, intent.chainId, intent.to), request.broadcast) : null;
   return {
     title: request.broadcast ? "sendTxTitle" : "signTxTitle",
     body: [
+      ...(erc20?.lead ?? []),
       dl(
         row(t("from"), mono(request.address)),
         row(t("network"), networkLabel(request.network)),
-        ...(token
-          ? [
-              row(t("tokenTransfer"), ""),
-              row(t("tokenContract"), mono(intent.to)),
-              row(t("tokenRecipient"), mono(token.to)),
-              row(t("tokenAmount"), mono(token.amount)),
-            ]
-          : [row(t("to"), mono(intent.to))]),
-        row(t("value"), mono(`${formatUnits(intent.value, decimals)} ${symbol}`)),
+        ...(erc20 ? erc20.rows : [row(t("to"), mono(intent.to))]),
+        row(erc20 ? t("valueWithCall", { symbol }) : t("value"), mono(`${formatUnits(intent.value, decimals)} ${symbol}`)),
         row(t("fee"), mono(`${formatUnits(request.maxFee, decimals)} ${symbol}`)),
         row(t("data"), intent.data === "0x" ? t("noData") : mono(intent.data.length > 74 ? `${intent.data.slice(0, 74)}… (${(intent.data.length - 2) / 2} bytes)` : intent.data)),
       ),
@@ -727,7 +800,8 @@ function openView(item: Incoming): void {
   const accounts = (Array.isArray(item.payload.accounts) ? item.payload.accounts : []).filter(
     (a): a is AccountView => isObject(a) && typeof a.id === "string" && typeof a.network === "string" && typeof a.address === "string",
   );
-  const balances = new Map<string, string>();
+  /** Per account: the native balance, and the listed tokens' ("98.75 TST"), formatted. */
+  const balances = new Map<string, { native: string; tokens: Array<{ contract: string; text: string }> }>();
   const onClose = () => respond(item.id, { closed: true });
   const alive = () => current?.id === item.id;
   /** "flow": a send or settings action owns the screen. */
@@ -767,7 +841,12 @@ function openView(item: Incoming): void {
             "div",
             { class: "account" },
             mono(a.address),
-            dl(row(t("balance"), balances.get(a.id) ?? t("balanceUnknown"))),
+            dl(
+              row(t("balance"), balances.get(a.id)?.native ?? t("balanceUnknown")),
+              ...(balances.get(a.id)?.tokens.length
+                ? [row(t("tokenBalances"), h("ul", { class: "tokens" }, ...balances.get(a.id)!.tokens.map((tk) => h("li", { "data-contract": tk.contract, title: tk.contract }, tk.text))))]
+                : []),
+            ),
             h(
               "div",
               { class: "actions" },
@@ -844,7 +923,7 @@ function openView(item: Incoming): void {
           "form",
           { class: "send", novalidate: true },
           error ? h("p", { class: "error", role: "alert", id: "send-error" }, error) : null,
-          dl(row(t("from"), mono(a.address)), row(t("network"), networkLabel(a.network)), row(t("balance"), balances.get(a.id) ?? t("balanceUnknown"))),
+          dl(row(t("from"), mono(a.address)), row(t("network"), networkLabel(a.network)), row(t("balance"), balances.get(a.id)?.native ?? t("balanceUnknown"))),
           h("label", { for: "send-to" }, t("sendTo")),
           to,
           h("label", { for: "send-amount" }, t("sendAmount", { symbol })),
@@ -911,7 +990,11 @@ function openView(item: Incoming): void {
             working();
             let tx: TxResponse;
             try {
-              // A fresh idempotency key per attempt: each attempt carries a new envelope.
+              // A fresh idempotency key per attempt: each attempt carries a new envelope. If the
+              // access token expired, the client retries once after the SDK's new token with the
+              // same key and the same envelope: the server refused before the handler ran (the
+              // `Authed` extractor rejects ahead of the body), so nothing was broadcast and the
+              // envelope was never opened; and the same key could never broadcast twice.
               tx = await api.sendTx({ intent: i, pin: env, accountId: a.id }, randomHex(16));
             } catch (e) {
               if (!alive()) return;
@@ -1092,15 +1175,24 @@ function openView(item: Incoming): void {
 
   const logOut = async () => {
     const api = apiClient();
+    const held = session;
     view = "flow";
     working();
     try {
       await api?.logout();
-    } catch {
-      // the session is forgotten here either way
+    } catch (e) {
+      // An expired access token: the session must still end on the server, so ask the SDK
+      // for a fresh token (logout itself never refreshes) and revoke with it, once.
+      if (held && errorOf(e).code === "unauthenticated") {
+        try {
+          const fresh = await renewSession(held);
+          await newClient(fresh).logout();
+        } catch {
+          // the session is forgotten here either way
+        }
+      }
     }
-    session = null;
-    clientKeys.clear();
+    forgetSession();
     post({ kind: "event", type: "logged-out", payload: {} });
     if (alive()) respond(item.id, { closed: true });
   };
@@ -1112,7 +1204,10 @@ function openView(item: Incoming): void {
     void Promise.all(
       accounts.map(async (a) => {
         const b = await api.getBalance(a.id);
-        balances.set(a.id, `${formatUnits(b.native.amount, b.native.decimals)} ${b.native.symbol}`);
+        balances.set(a.id, {
+          native: `${formatUnits(b.native.amount, b.native.decimals)} ${b.native.symbol}`,
+          tokens: (b.tokens ?? []).map((tk) => ({ contract: tk.contract, text: `${formatUnits(tk.amount, tk.decimals)} ${tk.symbol}` })),
+        });
       }),
     ).then(() => {
       if (alive() && view === "home") show();
@@ -1125,15 +1220,72 @@ function openView(item: Incoming): void {
 
 // --- the widget's own API calls -------------------------------------------------------------
 
-/**
- * An API client on this widget's own session (its popup login). It never refreshes: refresh
- * tokens rotate, and the SDK owns the refresh; an expired access token ends the action.
- */
+/** The API client on this widget's own session (its popup login); null without one. */
 function apiClient(): ApiClient | null {
-  if (!session) return null;
-  const client = new ApiClient({ serverUrl: location.origin, appKey });
-  client.setSession({ ...session, refreshToken: "" });
-  return client;
+  return session ? client : null;
+}
+
+/**
+ * A client that never refreshes itself: refresh tokens rotate, and the SDK owns the refresh.
+ * A call refused with 401 (`unauthenticated`, e.g. `details.reason` `expired`) asks the SDK
+ * for a new access token (`renewSession`) and is retried once with it; concurrent refusals
+ * share one request.
+ */
+function newClient(s: Session): ApiClient {
+  const c = new ApiClient({ serverUrl: location.origin, appKey, renewSession });
+  c.setSession(s);
+  return c;
+}
+
+function startSession(s: Session): void {
+  client?.setSession(null);
+  settleRenewal(null);
+  session = s;
+  client = newClient(s);
+}
+
+/** Forgets the session (logged out here or in the host); flows still running fail. */
+function forgetSession(): void {
+  session = null;
+  clientKeys.clear();
+  client?.setSession(null);
+  client = null;
+  settleRenewal(null);
+}
+
+/**
+ * Sends `session-expired` and waits (at most RENEW_TIMEOUT_MS) for the SDK's `session`
+ * notice with a new access token for this session's user; `logged_out` or the timeout fail
+ * as `unauthenticated` ("session expired").
+ */
+function renewSession(expired: Session): Promise<Session> {
+  if (!session || session.user.id !== expired.user.id) return Promise.reject(sessionExpired());
+  // Replaced by a notice since the refused call started: retry with that.
+  if (session.accessToken !== expired.accessToken) return Promise.resolve(session);
+  return new Promise<Session>((resolve, reject) => {
+    const first = renewal === null;
+    const previous = renewal;
+    const timer = previous?.timer ?? setTimeout(() => settleRenewal(null), RENEW_TIMEOUT_MS);
+    renewal = {
+      timer,
+      resolve: (s) => { previous?.resolve(s); resolve(s); },
+      reject: (e) => { previous?.reject(e); reject(e); },
+    };
+    if (first) post({ kind: "event", type: "session-expired", payload: {} });
+  });
+}
+
+function settleRenewal(s: Session | null): void {
+  const r = renewal;
+  if (!r) return;
+  renewal = null;
+  clearTimeout(r.timer);
+  if (s) r.resolve(s);
+  else r.reject(sessionExpired());
+}
+
+function sessionExpired(): KeysteadError {
+  return new KeysteadError("unauthenticated", "the session expired", { reason: "expired" }, 401);
 }
 
 function errorOf(e: unknown): { code: string; message: string; details: Record<string, unknown> } {
@@ -1192,8 +1344,7 @@ async function main(): Promise<void> {
   }
   try {
     const config = await fetch("config.json", { headers: { Accept: "application/json" } }).then((r) => (r.ok ? r.json() : {}), () => ({}));
-    const configured = isObject(config) ? config.attestation : undefined;
-    accept = configured === "dev" || configured === "nitro" ? configured : isLoopback(location.hostname) ? "dev" : "nitro";
+    policy = attestationPolicyFromConfig(config, isLoopback(location.hostname));
     const r = await fetch(`${location.origin}/v1/app`, { headers: { "X-App-Key": appKey, Accept: "application/json" } });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     app = (await r.json()) as AppInfo & { origins?: string[] };

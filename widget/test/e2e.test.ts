@@ -5,13 +5,13 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createServer as netServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { chromium, type Browser, type BrowserContext, type FrameLocator, type Page } from "playwright-core";
-import { createPublicClient, defineChain, http, verifyMessage, verifyTypedData, type Hex } from "viem";
+import { chromium, type Browser, type BrowserContext, type FrameLocator, type Page, type Response } from "playwright-core";
+import { createPublicClient, defineChain, encodeFunctionData, erc20Abi, getAddress, http, verifyMessage, verifyTypedData, type Hex } from "viem";
 
 const WIDGET = resolve(process.cwd());
 const REPO = resolve(WIDGET, "..");
@@ -27,6 +27,18 @@ const RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 const SEND_TO = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
 const CHANGED_PIN = "592046";
 const RECOVERED_PIN = "613809";
+/** Anvil's first dev account (unlocked): deploys the test tokens and holds their supply. */
+const DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+/** Receives the ERC-20 transfer; is named as the spender of the unlimited approval. */
+const TOKEN_TO = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65";
+const SPENDER = "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc";
+const MAX_UINT256 = (1n << 256n) - 1n;
+/**
+ * The server's access-token lifetime for the whole suite (KEYSTEAD_ACCESS_TOKEN_TTL_SECS):
+ * short, so tokens expire during the run. Every case must cope (the SDK refreshes on a 401,
+ * the widget asks the SDK with `session-expired`), and one case waits past it on purpose.
+ */
+const ACCESS_TOKEN_TTL_SECS = 10;
 
 const TYPED = {
   domain: { name: "Keystead demo", version: "1", chainId: 31337, verifyingContract: "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC" },
@@ -61,6 +73,10 @@ let dappOrigin: string;
 let foreignOrigin: string;
 let appKey: string;
 let account: Hex;
+/** TestToken ("TST", 6 decimals) listed in keystead's configuration for `local`. */
+let token: Hex;
+/** The same contract deployed again and not listed: the widget must not call it TST. */
+let unlisted: Hex;
 /** The PIN the wallet has now (changed and reset by the settings cases). */
 let pin = PIN;
 /** The recovery code shown once at set-up (kept for the recovery case; never logged). */
@@ -111,6 +127,29 @@ async function rpc(method: string, params: unknown[]): Promise<unknown> {
   return body.result;
 }
 
+/** Deploys crates/testkit/contracts/TestToken.bin (`TestToken(uint256 supply)`) from DEPLOYER. */
+async function deployTestToken(supply: bigint): Promise<Hex> {
+  const bin = readFileSync(join(REPO, "crates/testkit/contracts/TestToken.bin"), "utf8").trim();
+  const hash = (await rpc("eth_sendTransaction", [{ from: DEPLOYER, data: `0x${bin}${supply.toString(16).padStart(64, "0")}` }])) as Hex;
+  const receipt = await waitFor("the token's deployment", async () => ((await rpc("eth_getTransactionReceipt", [hash])) as { status: string; contractAddress: string } | null) ?? undefined);
+  assert.equal(receipt.status, "0x1");
+  return getAddress(receipt.contractAddress);
+}
+
+/** `balanceOf(who)` of an ERC-20, read from anvil. */
+async function tokenBalance(contract: Hex, who: string): Promise<bigint> {
+  const data = encodeFunctionData({ abi: erc20Abi, functionName: "balanceOf", args: [who as Hex] });
+  return BigInt((await rpc("eth_call", [{ to: contract, data }, "latest"])) as string);
+}
+
+/** An ERC-20 transfer from DEPLOYER (anvil signs it), waited for. */
+async function fundToken(contract: Hex, to: string, amount: bigint): Promise<void> {
+  const data = encodeFunctionData({ abi: erc20Abi, functionName: "transfer", args: [to as Hex, amount] });
+  const hash = (await rpc("eth_sendTransaction", [{ from: DEPLOYER, to: contract, data }])) as Hex;
+  const receipt = await waitFor("the token funding", async () => ((await rpc("eth_getTransactionReceipt", [hash])) as { status: string } | null) ?? undefined);
+  assert.equal(receipt.status, "0x1");
+}
+
 async function shot(name: string): Promise<void> {
   await page.waitForTimeout(150);
   await page.screenshot({ path: join(SHOTS, `${name}.png`) });
@@ -152,9 +191,19 @@ before(async () => {
   assert.equal(created.status, 0, created.stderr);
   appKey = JSON.parse(created.stdout).appKey;
 
-  start(KEYSTEAD, ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${serverPort}`, "--network", `local=31337@${rpcUrl}`], {
+  // The tokens exist before keystead starts: one listed in its configuration, one not.
+  await waitFor("anvil", async () => ((await rpc("eth_chainId", [])) ? true : undefined));
+  token = await deployTestToken(1_000_000_000_000n); // 1,000,000 TST
+  unlisted = await deployTestToken(1_000_000_000_000n);
+  const config = join(dataDir, "keystead.toml");
+  writeFileSync(
+    config,
+    ["[[networks]]", 'id = "local"', "chain_id = 31337", `rpc_urls = ["${rpcUrl}"]`, `tokens = [{ contract = "${token}", symbol = "TST", decimals = 6 }]`, ""].join("\n"),
+  );
+  start(KEYSTEAD, ["serve", "--config", config, "--data-dir", dataDir, "--listen", `127.0.0.1:${serverPort}`], {
     KEYSTEAD_WIDGET_DIR: join(WIDGET, "dist"),
     KEYSTEAD_LOG: "warn",
+    KEYSTEAD_ACCESS_TOKEN_TTL_SECS: String(ACCESS_TOKEN_TTL_SECS),
   });
 
   // The dApp (and, on the other host name, a "foreign" page): static files.
@@ -171,7 +220,6 @@ before(async () => {
   });
   await new Promise<void>((r) => dappServer.listen(dappPort, "127.0.0.1", r));
 
-  await waitFor("anvil", async () => ((await rpc("eth_chainId", [])) ? true : undefined));
   await waitFor("oidc-provider", async () => ((await fetch(`${issuer}/.well-known/openid-configuration`)).ok ? true : undefined));
   await waitFor("keystead /readyz", async () => ((await fetch(`${serverUrl}/readyz`)).ok ? true : undefined), 60_000);
 
@@ -328,6 +376,76 @@ describe("widget end to end", { concurrency: false }, () => {
     assert.equal(receipt.status, "0x1");
   });
 
+  it("an ERC-20 transfer of a listed token is shown as 1.25 TST; approved, it moves 1_250_000 base units (balanceOf)", async () => {
+    assert.deepEqual(((await (await fetch(`${serverUrl}/v1/app`, { headers: { "X-App-Key": appKey } })).json()) as { networks: Array<{ tokens: unknown }> }).networks[0]!.tokens, [{ contract: token, symbol: "TST", decimals: 6 }]);
+    await fundToken(token, account, 100_000_000n); // 100 TST
+    await fundToken(unlisted, account, 100_000_000n);
+    const [senderBefore, recipientBefore] = [await tokenBalance(token, account), await tokenBalance(token, TOKEN_TO)];
+    const sent = call<Hex>("viemErc20", token, "transfer", TOKEN_TO, "1250000");
+    const w = widget();
+    await w.locator("#tx-summary").getByText("Send 1.25 TST", { exact: true }).waitFor();
+    const shown = (await w.locator("section.card").textContent()) ?? "";
+    assert.ok(shown.includes(TOKEN_TO), shown); // the recipient, EIP-55
+    assert.ok(shown.toLowerCase().includes(token.toLowerCase()), shown); // the token contract
+    assert.equal(await w.locator("#token-amount").textContent(), "1.25 TST");
+    assert.equal(await w.locator("#token-unknown").count(), 0, "a listed token is not flagged");
+    await shot("34-approve-token-transfer");
+    await w.getByRole("button", { name: "Switch language" }).click();
+    await w.locator("#tx-summary").getByText("1.25 TST 보내기", { exact: true }).waitFor();
+    await shot("35-approve-token-transfer-ko");
+    await w.getByRole("button", { name: "언어 바꾸기" }).click();
+    await w.locator("#tx-summary").getByText("Send 1.25 TST", { exact: true }).waitFor();
+    await enterPin(PIN, /^Send$/);
+    const out = await sent;
+    assert.equal(out.ok, true, JSON.stringify(out));
+    const receipt = await waitFor("the token transfer's receipt", async () => ((await rpc("eth_getTransactionReceipt", [out.value])) as { status: string; from: string; to: string } | null) ?? undefined);
+    assert.equal(receipt.status, "0x1");
+    assert.equal(receipt.from.toLowerCase(), account.toLowerCase());
+    assert.equal(receipt.to.toLowerCase(), token.toLowerCase());
+    assert.equal(await tokenBalance(token, TOKEN_TO), recipientBefore + 1_250_000n);
+    assert.equal(await tokenBalance(token, account), senderBefore - 1_250_000n);
+  });
+
+  it("an ERC-20 transfer of an unlisted contract (sign only) shows raw base units and a warning; cancelled: 4001", async () => {
+    const signed = call("viemSignErc20", unlisted, "transfer", TOKEN_TO, "1250000");
+    const w = widget();
+    await w.locator("#token-unknown").waitFor();
+    await w.getByText("Sign a transaction").waitFor();
+    assert.match((await w.locator("#token-unknown").textContent()) ?? "", /not one the wallet knows.*smallest units, not in tokens/);
+    assert.equal(await w.locator("#token-amount").textContent(), "1250000");
+    const shown = (await w.locator("dl.details").textContent()) ?? "";
+    assert.equal(await w.locator("#token-units").textContent(), "base units, symbol unknown");
+    assert.ok(shown.includes(TOKEN_TO) && shown.toLowerCase().includes(unlisted.toLowerCase()), shown);
+    // The contract calls itself TST with 6 decimals: the widget believes only the operator's list.
+    assert.doesNotMatch(shown, /TST|1\.25/, shown);
+    // The warning is on screen when the dialog opens (not scrolled away by the PIN field's focus).
+    const box = await w.locator("#token-unknown").boundingBox();
+    assert.ok(box && box.y >= 0 && box.y + box.height <= 760, JSON.stringify(box));
+    await shot("36-approve-token-unlisted");
+    await w.getByRole("button", { name: "Close" }).click();
+    const out = await signed;
+    assert.equal(out.ok, false);
+    assert.equal(out.code, 4001, JSON.stringify(out));
+  });
+
+  it("an ERC-20 approve of 2^256-1 is shown as an unlimited spending allowance; cancelled: 4001", async () => {
+    const asked = call("viemErc20", token, "approve", SPENDER, MAX_UINT256.toString());
+    const w = widget();
+    await w.locator("#token-unlimited").waitFor();
+    await w.locator("#tx-summary").getByText("Allow spending of your TST", { exact: true }).waitFor();
+    assert.equal(await w.locator("#token-amount").textContent(), "Unlimited");
+    const shown = (await w.locator("dl.details").textContent()) ?? "";
+    assert.ok(shown.includes(`Spender${SPENDER}`), shown);
+    assert.equal(await w.locator("#token-unknown").count(), 0);
+    await shot("37-approve-token-unlimited");
+    await w.getByRole("button", { name: "Close" }).click();
+    const out = await asked;
+    assert.equal(out.ok, false);
+    assert.equal(out.code, 4001, JSON.stringify(out));
+    const allowance = BigInt((await rpc("eth_call", [{ to: token, data: encodeFunctionData({ abi: erc20Abi, functionName: "allowance", args: [account, SPENDER] }) }, "latest"])) as string);
+    assert.equal(allowance, 0n);
+  });
+
   it("a wrong PIN shows the remaining tries; the right one then signs", async () => {
     const signed = call<Hex>("viemSignMessage", "hello keystead");
     const w = widget();
@@ -393,6 +511,10 @@ describe("widget end to end", { concurrency: false }, () => {
     const w = widget();
     await w.getByText("Your wallet").waitFor();
     await w.getByText(account).waitFor();
+    // The listed token's balance (100 TST funded, 1.25 sent), from the balance endpoint.
+    await w.locator("ul.tokens li", { hasText: "98.75 TST" }).waitFor();
+    assert.equal(await w.locator("ul.tokens li").getAttribute("data-contract"), token);
+    assert.equal(await w.locator("ul.tokens li").count(), 1, "only listed tokens");
     await shot("13-home");
     await w.getByRole("button", { name: "Receive" }).click();
     await w.locator("canvas.qr").waitFor();
@@ -405,6 +527,7 @@ describe("widget end to end", { concurrency: false }, () => {
     await shot("16-settings-ko");
     await w.getByRole("button", { name: "뒤로" }).click();
     await w.getByText("내 지갑").waitFor();
+    await w.getByText("98.75 TST").waitFor();
     await shot("17-home-ko");
     await w.getByRole("button", { name: "언어 바꾸기" }).click();
     await w.getByRole("button", { name: "Close" }).click();
@@ -536,6 +659,66 @@ describe("widget end to end", { concurrency: false }, () => {
     assert.equal(await w.locator("#secret").count(), 0, "the phrase is gone");
     await w.getByRole("button", { name: "Close" }).click();
     assert.equal((await opened).ok, true);
+  });
+
+  it("the widget's send outlives its access token: session-expired, one SDK refresh, one retry, one broadcast", async () => {
+    const opened = call("openWidget", "home");
+    const w = widget();
+    await w.getByText("Your wallet").waitFor();
+    await w.getByRole("button", { name: "Send", exact: true }).click();
+    await w.locator("#send-to").fill(SEND_TO);
+    await w.locator("#send-amount").fill("0.004");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.getByText("Check and send").waitFor();
+    const nonceBefore = BigInt((await rpc("eth_getTransactionCount", [account, "latest"])) as string);
+    // Every API answer from here on, in order (the dApp's and the widget's).
+    const seen: Array<{ from: "widget" | "dapp"; method: string; path: string; status: number; key?: string; body?: Promise<unknown> }> = [];
+    const record = (r: Response) => {
+      const req = r.request();
+      const url = new URL(req.url());
+      if (url.origin !== serverUrl || !url.pathname.startsWith("/v1/") || req.method() === "OPTIONS") return;
+      const from = req.frame().url().startsWith(`${serverUrl}/widget/`) ? "widget" : "dapp";
+      const key = req.headers()["idempotency-key"];
+      seen.push({ from, method: req.method(), path: url.pathname, status: r.status(), ...(key ? { key } : {}), ...(url.pathname === "/v1/auth/refresh" ? { body: r.json().catch(() => null) } : {}) });
+    };
+    page.on("response", record);
+    try {
+      // Idle past the lifetime: the widget's own access token (and the SDK's) expire.
+      await page.waitForTimeout((ACCESS_TOKEN_TTL_SECS + 2) * 1000);
+      await shot("32-send-review-token-expired");
+      await enterPin(pin, /^Send$/);
+      await w.locator("#tx-hash").waitFor({ timeout: 30_000 });
+      await w.locator('#tx-status[data-status="confirmed"]').waitFor({ timeout: 60_000 });
+      await shot("33-send-after-session-expired");
+    } finally {
+      page.off("response", record);
+    }
+    const hash = ((await w.locator("#tx-hash").textContent()) ?? "") as Hex;
+    const sends = seen.filter((x) => x.path === "/v1/tx/send");
+    const refreshes = seen.filter((x) => x.path === "/v1/auth/refresh");
+    const trace = JSON.stringify(seen.map(({ body: _b, ...x }) => x));
+    // Refused (expired), then retried once with the same Idempotency-Key after the SDK's refresh.
+    assert.equal(sends.length, 2, trace);
+    assert.deepEqual(sends.map((x) => [x.from, x.status]), [["widget", 401], ["widget", 202]], trace);
+    assert.ok(sends[0]!.key && sends[0]!.key === sends[1]!.key, trace);
+    // Exactly one refresh, by the SDK (the host page), between the two; its token lives TTL.
+    assert.equal(refreshes.length, 1, trace);
+    assert.deepEqual([refreshes[0]!.from, refreshes[0]!.status], ["dapp", 200], trace);
+    assert.ok(seen.indexOf(sends[0]!) < seen.indexOf(refreshes[0]!) && seen.indexOf(refreshes[0]!) < seen.indexOf(sends[1]!), trace);
+    assert.equal(((await refreshes[0]!.body) as { expiresIn?: number } | null)?.expiresIn, ACCESS_TOKEN_TTL_SECS);
+    assert.ok(!seen.some((x) => x.from === "widget" && x.path === "/v1/auth/refresh"), "the widget never refreshes");
+    // On chain: this transaction, and it alone.
+    const receipt = await waitFor("the transaction's receipt", async () => ((await rpc("eth_getTransactionReceipt", [hash])) as { status: string; from: string; to: string } | null) ?? undefined);
+    assert.equal(receipt.status, "0x1");
+    assert.equal(receipt.from.toLowerCase(), account.toLowerCase());
+    assert.equal(receipt.to.toLowerCase(), SEND_TO.toLowerCase());
+    assert.equal(BigInt(((await rpc("eth_getTransactionByHash", [hash])) as { value: string }).value), 4_000_000_000_000_000n);
+    assert.equal(BigInt((await rpc("eth_getTransactionCount", [account, "latest"])) as string), nonceBefore + 1n, "one broadcast");
+    await w.locator("#tx-done").click();
+    await w.getByText("Your wallet").waitFor();
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+    assert.equal((await call("status")).value, "ready");
   });
 
   it("five wrong PINs lock the wallet", async () => {

@@ -2,7 +2,7 @@
 pragma solidity 0.8.37;
 
 /// A plain ERC-20 for tests: the whole supply goes to the deployer. Compiled into
-/// `src/test_token.rs` by `scripts/gen-test-token` (solc 0.8.37, optimizer 200 runs).
+/// `TestToken.bin` by `scripts/gen-test-token` (solc 0.8.37, optimizer 200 runs).
 contract TestToken {
     string public constant name = "Test Token";
     string public constant symbol = "TST";

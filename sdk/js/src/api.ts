@@ -62,6 +62,13 @@ export interface ApiClientOptions {
   fetch?: FetchLike;
   /** Called whenever the session changes (login, refresh rotation, logout, revocation). */
   onSessionChange?: (session: Session | null) => void;
+  /**
+   * For a client that does not hold the refresh token (the widget, PROTOCOL.md §3
+   * `session-expired`): called instead of `POST /v1/auth/refresh` when an authenticated
+   * call is refused with 401; resolves with the session to retry with (once), or rejects.
+   * Shared like a refresh: concurrent refusals wait for one call.
+   */
+  renewSession?: (expired: Session) => Promise<Session>;
 }
 
 interface RequestOptions {
@@ -81,6 +88,7 @@ export class ApiClient {
   readonly appKey: string;
   private readonly fetchImpl: FetchLike;
   private readonly onSessionChange: ((session: Session | null) => void) | undefined;
+  private readonly renewSession: ((expired: Session) => Promise<Session>) | undefined;
   private currentSession: Session | null = null;
   private refreshing: Promise<Session> | null = null;
 
@@ -98,6 +106,7 @@ export class ApiClient {
     if (!f) throw new KeysteadError("invalid_request", "no fetch implementation available");
     this.fetchImpl = (input, init) => f(input, init);
     this.onSessionChange = options.onSessionChange;
+    this.renewSession = options.renewSession;
   }
 
   get session(): Session | null {
@@ -133,8 +142,10 @@ export class ApiClient {
     } catch (e) {
       throw new KeysteadError("network_error", `cannot reach the Keystead server: ${(e as Error)?.message ?? "fetch failed"}`);
     }
-    if (response.status === 401 && auth && (options.refresh ?? true) && session?.refreshToken) {
-      // The server refused before doing anything, so a retry cannot act twice.
+    if (response.status === 401 && auth && (options.refresh ?? true) && session && (session.refreshToken || this.renewSession)) {
+      // The server refused before doing anything (the `Authed` extractor runs before the
+      // handler reads the body), so a retry, with the same body and headers (one
+      // Idempotency-Key, one unopened PIN envelope), cannot act twice.
       await this.refresh(session);
       return this.send<T>(method, path, { ...options, refresh: false });
     }
@@ -154,12 +165,29 @@ export class ApiClient {
   }
 
   private async refresh(expired: Session): Promise<Session> {
-    if (!this.refreshing) {
+    if (this.refreshing) return this.refreshing;
+    const current = this.currentSession;
+    if (!current) throw new KeysteadError("unauthenticated", "not logged in");
+    // Replaced since the refused call started (a refresh finished meanwhile): retry with the
+    // new session. Spending the old refresh token again would count as reuse and revoke it.
+    if (current.accessToken !== expired.accessToken) return current;
+    const renew = this.renewSession;
+    if (renew) {
+      this.refreshing = (async () => {
+        try {
+          const body = await renew(current);
+          this.setSession(body);
+          return body;
+        } finally {
+          this.refreshing = null;
+        }
+      })();
+    } else {
       this.refreshing = (async () => {
         try {
           const { body } = await this.send<Session>("POST", "/v1/auth/refresh", {
             auth: false,
-            body: { refreshToken: expired.refreshToken } satisfies Schemas["RefreshRequest"],
+            body: { refreshToken: current.refreshToken } satisfies Schemas["RefreshRequest"],
           });
           this.setSession(body);
           return body;
@@ -202,7 +230,9 @@ export class ApiClient {
   /** Revokes the session on the server (best effort) and forgets it locally. */
   async logout(): Promise<void> {
     try {
-      if (this.currentSession) await this.send<void>("POST", "/v1/auth/logout", { refresh: false });
+      // An expired access token is refreshed first: otherwise the server session would
+      // outlive the logout until its refresh token expired.
+      if (this.currentSession) await this.send<void>("POST", "/v1/auth/logout");
     } finally {
       this.setSession(null);
     }

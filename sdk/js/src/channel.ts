@@ -54,7 +54,18 @@ export interface WidgetRequests {
 /** One-way notices from the SDK. */
 export interface WidgetNotices {
   "approval-complete": { approvalId: string; outcome: ApprovalOutcome };
-  session: { status: "logged_out" | "pin_required" | "register_required" | "complete"; userId?: string; email?: string | null };
+  /**
+   * The host's login state. While logged in it carries the SDK's current access token (never
+   * the refresh token): sent on every status change and every new session (login, refresh
+   * rotation). The widget takes the token only for a session of its own, for the same user.
+   */
+  session: {
+    status: "logged_out" | "pin_required" | "register_required" | "complete";
+    userId?: string;
+    email?: string | null;
+    accessToken?: string;
+    expiresIn?: number;
+  };
 }
 
 /** Events the widget sends unasked. */
@@ -64,6 +75,12 @@ export interface WidgetEvents {
   resize: { height: number };
   /** The user logged out in the widget (it already called `POST /v1/auth/logout`). */
   "logged-out": Record<string, never>;
+  /**
+   * One of the widget's own API calls was refused with 401 (`unauthenticated`: its access
+   * token expired). The SDK refreshes (shared with its own refreshes) and answers with a
+   * `session` notice carrying the new access token, or `logged_out` if the session is gone.
+   */
+  "session-expired": Record<string, never>;
 }
 
 export type WidgetRequestType = keyof WidgetRequests;

@@ -1,6 +1,7 @@
 // Keystead client cryptography, for browsers and Node 20 alike (WebCrypto only):
 // JCS canonical JSON and operation digests, PIN envelopes sealed to the attested enclave
-// key, values sealed to a one-time client key, and `dev` attestation documents.
+// key, values sealed to a one-time client key, and attestation documents (`dev` here,
+// `nitro` in nitro.ts).
 //
 // The byte-level rules are in docs/enclave-protocol.md; the test vectors in
 // crates/envelope/tests/vectors.json are reproduced by test/crypto.test.ts.
@@ -10,7 +11,8 @@
 import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
 import { ed25519, x25519 } from "@noble/curves/ed25519";
 import { hashTypedData } from "viem";
-import { cborDecode, cborEncode, cbor, type CborValue } from "./cbor.js";
+import { ALG_EDDSA, AttestationError, coseAlgName, coseSigStructure, decodeCoseSign1, decodePayload } from "./cose.js";
+import { verifyNitroDocument, type NitroOptions } from "./nitro.js";
 import {
   bytesEqual,
   fromBase64,
@@ -381,17 +383,15 @@ export const DEV_KEY_SEED = "keystead development attestation key (proves nothin
 export const DEV_PUBLIC_KEY_HEX = "0bbc2f8ca61324208659860018947254fd2c34b226e4f429de3cd7e0e22a4b28";
 export const DEV_WARNING = "development attestation: it proves nothing about the code that holds this key";
 const DEV_MODULE_ID = "keystead-dev";
-const ALG_EDDSA = -8n;
-const ALG_ES384 = -35n;
-const MAX_DOCUMENT_LEN = 64 * 1024;
-const PCR_LEN = 48;
 
-export class AttestationError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "AttestationError";
-  }
-}
+export { AttestationError, coseSigStructure } from "./cose.js";
+export {
+  AWS_NITRO_ROOT_G1_DER,
+  nitroRootFromPem,
+  verifyNitroDocument,
+  type AttestedDocument,
+  type NitroOptions,
+} from "./nitro.js";
 
 /** `GET /v1/enclave/attestation`. */
 export interface AttestationResponse {
@@ -401,15 +401,52 @@ export interface AttestationResponse {
   suite: string;
 }
 
-export interface AttestationPolicy {
+/**
+ * How to verify. For `nitro`, the `NitroOptions` fields apply: `nitroRoot` (default the
+ * built-in AWS Nitro root G1), `pcrs` (a `Map` of index → 48-byte value, each pinned
+ * exactly), `allowDebug` (default false: PCR0 all zeros is refused), `maxAgeMs` and
+ * `nowMs` (default `Date.now()`). They are ignored for `dev`.
+ */
+export interface AttestationPolicy extends NitroOptions {
   /**
    * The format this client accepts, from its own configuration: `nitro` in production,
    * `dev` only where development is explicitly configured. The response's label never
    * chooses the verifier.
    */
   accept: "dev" | "nitro";
-  /** Pins PCR0 (48 bytes, SHA-384 of the enclave executable for `dev`). */
+  /** Pins PCR0 (48 bytes; for `dev` the SHA-384 of the enclave executable), for both formats. */
   expectedPcr0?: Uint8Array;
+}
+
+/**
+ * The policy a client's own configuration gives (e.g. the widget's `config.json`):
+ * `{ attestation?: "dev" | "nitro", pcrs?: { "0": "<96 hex digits>", ... } }`. Without
+ * `attestation`, `dev` only when `loopback` (the client itself is served from a loopback
+ * address), else `nitro`. `nitro` requires PCR0: a valid Nitro document proves only that
+ * *some* enclave on AWS holds the key unless its image is pinned. Throws on anything else.
+ */
+export function attestationPolicyFromConfig(config: unknown, loopback: boolean): AttestationPolicy {
+  const object = typeof config === "object" && config !== null && !Array.isArray(config) ? (config as Record<string, unknown>) : {};
+  const configured = object.attestation;
+  if (configured !== undefined && configured !== "dev" && configured !== "nitro") {
+    throw new AttestationError(`attestation must be "dev" or "nitro", not ${JSON.stringify(configured)}`);
+  }
+  const accept = configured ?? (loopback ? "dev" : "nitro");
+  const pcrs = new Map<number, Uint8Array>();
+  if (object.pcrs !== undefined) {
+    if (typeof object.pcrs !== "object" || object.pcrs === null || Array.isArray(object.pcrs)) {
+      throw new AttestationError("pcrs must be an object of PCR index to hex value");
+    }
+    for (const [index, hex] of Object.entries(object.pcrs as Record<string, unknown>)) {
+      if (!/^(0|[1-9][0-9]?)$/.test(index) || Number(index) > 31) throw new AttestationError(`bad PCR index ${JSON.stringify(index)}`);
+      if (typeof hex !== "string" || !/^[0-9a-fA-F]{96}$/.test(hex)) throw new AttestationError(`pcrs.${index} must be 96 hex digits (48 bytes)`);
+      pcrs.set(Number(index), fromHex(hex));
+    }
+  }
+  if (accept === "nitro" && !pcrs.has(0)) {
+    throw new AttestationError("nitro attestation needs pcrs.0 (the enclave image's measurement) pinned");
+  }
+  return { accept, pcrs };
 }
 
 export interface VerifiedAttestation {
@@ -424,155 +461,10 @@ export interface VerifiedAttestation {
   pcrs: Map<number, Uint8Array>;
   userData: Uint8Array | null;
   nonce: Uint8Array | null;
-  /** The document's warning (dev only). */
+  /** The document's warning (dev only; absent for `nitro`). */
   warning?: string;
 }
 
-interface CoseSign1 {
-  protected: Uint8Array;
-  alg: bigint;
-  payload: Uint8Array;
-  signature: Uint8Array;
-}
-
-function decodeCoseSign1(document: Uint8Array): CoseSign1 {
-  if (document.length > MAX_DOCUMENT_LEN) throw new AttestationError("document too large");
-  let value: CborValue;
-  try {
-    value = cborDecode(document);
-  } catch (e) {
-    throw new AttestationError(`COSE_Sign1: ${(e as Error).message}`);
-  }
-  if (value.type === "tag") {
-    if (value.tag !== 18n) throw new AttestationError(`unexpected CBOR tag ${value.tag}`);
-    value = value.value;
-  }
-  if (value.type !== "array" || value.value.length !== 4) {
-    throw new AttestationError("COSE_Sign1 must be an array of 4 elements");
-  }
-  const [prot, unprot, payload, signature] = value.value as [CborValue, CborValue, CborValue, CborValue];
-  if (prot.type !== "bytes" || unprot.type !== "map" || payload.type !== "bytes" || signature.type !== "bytes") {
-    throw new AttestationError("COSE_Sign1 elements have the wrong types");
-  }
-  let header: CborValue;
-  try {
-    header = cborDecode(prot.value);
-  } catch (e) {
-    throw new AttestationError(`protected header: ${(e as Error).message}`);
-  }
-  if (header.type !== "map") throw new AttestationError("protected header is not a map");
-  let alg: bigint | undefined;
-  for (const [k, v] of header.value) {
-    const key = k.type === "uint" || k.type === "nint" ? k.value : undefined;
-    if (key === 1n) {
-      if (v.type !== "uint" && v.type !== "nint") throw new AttestationError("alg is not an integer");
-      if (alg !== undefined) throw new AttestationError("duplicate alg header");
-      alg = v.value;
-    } else if (key === 2n) {
-      throw new AttestationError("critical headers are not supported");
-    }
-  }
-  if (alg === undefined) throw new AttestationError("protected header has no alg");
-  return { protected: prot.value, alg, payload: payload.value, signature: signature.value };
-}
-
-/** The bytes a COSE_Sign1 signs: CBOR `["Signature1", protected, h'', payload]`. */
-export function coseSigStructure(protectedHeader: Uint8Array, payload: Uint8Array): Uint8Array {
-  return cborEncode(
-    cbor.array([cbor.text("Signature1"), cbor.bytes(protectedHeader), cbor.bytes(new Uint8Array(0)), cbor.bytes(payload)]),
-  );
-}
-
-interface Payload {
-  moduleId: string;
-  timestampMs: number;
-  pcrs: Map<number, Uint8Array>;
-  certificate: Uint8Array;
-  cabundle: Uint8Array[];
-  publicKey: Uint8Array | null;
-  userData: Uint8Array | null;
-  nonce: Uint8Array | null;
-  warning?: string;
-}
-
-function decodePayload(raw: Uint8Array): Payload {
-  let value: CborValue;
-  try {
-    value = cborDecode(raw);
-  } catch (e) {
-    throw new AttestationError(`payload: ${(e as Error).message}`);
-  }
-  if (value.type !== "map") throw new AttestationError("payload is not a map");
-  const seen = new Set<string>();
-  const fields = new Map<string, CborValue>();
-  for (const [k, v] of value.value) {
-    if (k.type !== "text") throw new AttestationError("payload key is not a text string");
-    if (seen.has(k.value)) throw new AttestationError(`duplicate field ${k.value}`);
-    seen.add(k.value);
-    fields.set(k.value, v);
-  }
-  const need = (name: string): CborValue => {
-    const v = fields.get(name);
-    if (!v) throw new AttestationError(`payload has no ${name}`);
-    return v;
-  };
-  const text = (name: string): string => {
-    const v = need(name);
-    if (v.type !== "text") throw new AttestationError(`${name} is not a text string`);
-    return v.value;
-  };
-  const bytes = (v: CborValue, name: string): Uint8Array => {
-    if (v.type !== "bytes") throw new AttestationError(`${name} is not a byte string`);
-    return v.value;
-  };
-  const optBytes = (name: string, min: number, max: number): Uint8Array | null => {
-    const v = fields.get(name);
-    if (!v || (v.type === "simple" && v.value === null)) return null;
-    const b = bytes(v, name);
-    if (b.length < min || b.length > max) throw new AttestationError(`${name} must be ${min}..=${max} bytes`);
-    return b;
-  };
-
-  const moduleId = text("module_id");
-  if (moduleId.length === 0) throw new AttestationError("module_id is empty");
-  if (text("digest") !== "SHA384") throw new AttestationError("digest must be SHA384");
-  const ts = need("timestamp");
-  if (ts.type !== "uint" || ts.value === 0n) throw new AttestationError("timestamp must be a non-zero uint");
-  const pcrsValue = need("pcrs");
-  if (pcrsValue.type !== "map" || pcrsValue.value.length === 0 || pcrsValue.value.length > 32) {
-    throw new AttestationError("pcrs must be a map of 1..=32 entries");
-  }
-  const pcrs = new Map<number, Uint8Array>();
-  for (const [k, v] of pcrsValue.value) {
-    if (k.type !== "uint" || k.value >= 32n) throw new AttestationError("PCR index must be an integer in 0..32");
-    const index = Number(k.value);
-    const pcr = bytes(v, "PCR value");
-    if (pcr.length !== PCR_LEN) throw new AttestationError(`PCR${index} is not ${PCR_LEN} bytes`);
-    if (pcrs.has(index)) throw new AttestationError(`duplicate PCR${index}`);
-    pcrs.set(index, pcr);
-  }
-  const certificate = bytes(need("certificate"), "certificate");
-  const cab = need("cabundle");
-  if (cab.type !== "array") throw new AttestationError("cabundle is not an array");
-  const cabundle = cab.value.map((c) => bytes(c, "cabundle entry"));
-  const warningValue = fields.get("warning");
-  let warning: string | undefined;
-  if (warningValue) {
-    if (warningValue.type !== "text") throw new AttestationError("warning is not a text string");
-    warning = warningValue.value;
-  }
-  return {
-    moduleId,
-    timestampMs: Number(ts.value),
-    pcrs,
-    certificate,
-    cabundle,
-    publicKey: optBytes("public_key", 1, 1024),
-    userData: optBytes("user_data", 0, 512),
-    nonce: optBytes("nonce", 0, 512),
-    ...(warning !== undefined ? { warning } : {}),
-  };
-}
 
 /** Strict Ed25519 verification (as ed25519-dalek's `verify_strict`). */
 function verifyEd25519Strict(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
@@ -589,9 +481,10 @@ function verifyEd25519Strict(signature: Uint8Array, message: Uint8Array, publicK
 
 /**
  * Checks an attestation response before anything is sealed to it (enclave-protocol §2):
- * the label must equal the configured format, the document must verify as that format,
- * its `public_key` must equal `publicKey` byte for byte, and `suite` must be exact.
- * Returns the key to seal to and `dev: true` for development documents (warn the user).
+ * the label must equal the configured format, the document must verify as that format
+ * (`nitro`: `verifyNitroDocument` with the policy's Nitro options), its `public_key` must
+ * equal `publicKey` byte for byte, and `suite` must be exact. Returns the key to seal to
+ * and `dev: true` for development documents (warn the user).
  */
 export function verifyAttestation(response: AttestationResponse, policy: AttestationPolicy): VerifiedAttestation {
   if (response.format !== policy.accept) {
@@ -608,14 +501,28 @@ export function verifyAttestation(response: AttestationResponse, policy: Attesta
   }
   if (publicKey.length !== 32) throw new AttestationError("publicKey is not 32 bytes");
   if (policy.accept === "nitro") {
-    // Nitro needs the AWS root pin and an X.509/ES384 chain check: not in this SDK yet.
-    throw new AttestationError("nitro attestation verification is not implemented in the JS SDK");
+    const doc = verifyNitroDocument(document, policy);
+    if (!doc.publicKey) throw new AttestationError("nitro document has no public key");
+    if (!bytesEqual(doc.publicKey, publicKey)) {
+      throw new AttestationError("the document's public key differs from publicKey");
+    }
+    return {
+      format: "nitro",
+      dev: false,
+      publicKey,
+      publicKeyBase64: toBase64(publicKey),
+      moduleId: doc.moduleId,
+      timestampMs: doc.timestampMs,
+      pcrs: doc.pcrs,
+      userData: doc.userData,
+      nonce: doc.nonce,
+    };
   }
 
   const cose = decodeCoseSign1(document);
   if (cose.alg !== ALG_EDDSA) {
     throw new AttestationError(
-      `expected a dev (EdDSA) document, found ${cose.alg === ALG_ES384 ? "ES384 (nitro)" : `COSE alg ${cose.alg}`}`,
+      `expected a dev (EdDSA) document, found ${coseAlgName(cose.alg)}`,
     );
   }
   const signed = coseSigStructure(cose.protected, cose.payload);

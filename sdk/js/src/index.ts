@@ -138,6 +138,8 @@ export class Keystead {
   private readonly storage: StorageLike;
   private readonly storageKey: string;
   private status: KeysteadStatus = "uninitialized";
+  /** Set while endSession clears the API session, so its change callback does not end it twice. */
+  private endingSession = false;
   private app: AppInfo | null = null;
   private initPromise: Promise<KeysteadStatus> | null = null;
   private channelValue: WidgetChannel | null;
@@ -153,7 +155,15 @@ export class Keystead {
       serverUrl: options.serverUrl,
       appKey: options.appKey,
       ...(options.fetch ? { fetch: options.fetch } : {}),
-      onSessionChange: (session) => this.persist(session),
+      onSessionChange: (session) => {
+        this.persist(session);
+        // A new session while logged in (a refresh rotated it, or a new login): the widget
+        // gets the new access token (PROTOCOL.md §5). Before a status is known, setStatus sends it.
+        if (session && this.loggedIn()) this.notifySession();
+        // Gone without a logout (the server refused the refresh: revoked or expired): the
+        // app and the widget learn it now, not at their next call.
+        else if (!session && !this.endingSession && this.loggedIn()) this.endSession();
+      },
     });
     this.channelValue = options.channel ?? null;
     this.approverValue = options.approver ?? null;
@@ -164,11 +174,68 @@ export class Keystead {
   private wire(channel: WidgetChannel): void {
     // The user logged out from the widget's settings: the server session is gone already.
     channel.on("logged-out", () => this.endSession());
+    // One of the widget's own calls was refused with 401: its access token expired.
+    channel.on("session-expired", () => void this.widgetSessionExpired());
+  }
+
+  /**
+   * Refreshes for the widget. The SDK is the only one that uses the refresh token, and
+   * `refreshSession()` shares one refresh with the SDK's own, so rotation never races and
+   * reuse detection never revokes the session. The new access token reaches the widget in
+   * the `session` notice (onSessionChange); a session that is gone ends here, which sends
+   * `logged_out`. Other failures (the server unreachable) send nothing: the widget gives up
+   * after its own timeout.
+   */
+  private async widgetSessionExpired(): Promise<void> {
+    const hadSession = this.api.session !== null;
+    try {
+      if (!hadSession) throw new KeysteadError("unauthenticated", "not logged in");
+      await this.api.refreshSession();
+    } catch (e) {
+      if (!(e instanceof KeysteadError && e.code === "unauthenticated")) return;
+      // Nothing to refresh: tell the widget again. A refused refresh has ended the session
+      // already (the session callback), which told the widget.
+      if (!hadSession) this.notifySession();
+      else if (this.loggedIn()) this.endSession();
+    }
+  }
+
+
+  private loggedIn(): boolean {
+    return this.status === "ready" || this.status === "pin_required" || this.status === "register_required";
+  }
+
+  /**
+   * The `session` notice: the login state and, while logged in, the current access token
+   * (never the refresh token) so the widget can keep its own session working.
+   */
+  private notifySession(): void {
+    const channel = this.channelValue;
+    if (!channel) return;
+    const s = this.status;
+    const status = s === "ready" ? "complete" : s === "pin_required" || s === "register_required" ? s : "logged_out";
+    const session = this.api.session;
+    if (status === "logged_out" || !session) {
+      channel.notify("session", { status });
+      return;
+    }
+    channel.notify("session", {
+      status,
+      userId: session.user.id,
+      email: session.user.email ?? null,
+      accessToken: session.accessToken,
+      expiresIn: session.expiresIn,
+    });
   }
 
   /** Forgets the session locally: storage, providers, status, listeners. */
   private endSession(): void {
-    this.api.setSession(null);
+    this.endingSession = true;
+    try {
+      this.api.setSession(null);
+    } finally {
+      this.endingSession = false;
+    }
     for (const p of this.providers.values()) p.sessionEnded();
     if (this.status !== "uninitialized") this.setStatus("logged_out");
     this.emit("logout", undefined);
@@ -201,9 +268,7 @@ export class Keystead {
     if (status === this.status) return;
     this.status = status;
     this.emit("status", status);
-    this.channelValue?.notify("session", {
-      status: status === "ready" ? "complete" : status === "pin_required" || status === "register_required" ? status : "logged_out",
-    });
+    this.notifySession();
   }
 
   getStatus(): KeysteadStatus {

@@ -106,4 +106,100 @@ describe("ApiClient", () => {
     await api.logout();
     expect(api.session).toBeNull();
   });
+
+  it("a 401 that arrives after a refresh finished retries with the new session, never the spent refresh token", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const refreshes: unknown[] = [];
+    const fetch = fakeFetch({
+      "GET /v1/me": async (req) => {
+        if (req.headers.Authorization === "Bearer at_1") {
+          await gate; // this refusal arrives late
+          return { status: 401, body: { error: { code: "unauthenticated", message: "expired", details: { reason: "expired" } } } };
+        }
+        return { status: 200, body: { user: { id: "usr_01" }, status: "complete", walletId: "wal_01" } };
+      },
+      "GET /v1/accounts": (req) =>
+        req.headers.Authorization === "Bearer at_1"
+          ? { status: 401, body: { error: { code: "unauthenticated", message: "expired", details: { reason: "expired" } } } }
+          : { status: 200, body: { accounts: [] } },
+      "POST /v1/auth/refresh": (req) => {
+        refreshes.push(req.body);
+        return { status: 200, body: session(2) };
+      },
+    });
+    const api = new ApiClient({ serverUrl: SERVER, appKey: "k", fetch });
+    api.setSession(session(1));
+    const late = api.me();
+    expect(await api.getAccounts()).toEqual([]); // refused, refreshed (rt_1 → rt_2), retried
+    release();
+    expect((await late).walletId).toBe("wal_01");
+    expect(refreshes).toEqual([{ refreshToken: "rt_1" }]);
+    expect(api.session?.refreshToken).toBe("rt_2");
+  });
+
+  it("renewSession: a client without the refresh token asks its owner once, then retries with the same body and Idempotency-Key", async () => {
+    const seen: Array<{ auth: string | undefined; key: string | undefined; body: unknown }> = [];
+    const fetch = fakeFetch({
+      "POST /v1/tx/send": (req) => {
+        seen.push({ auth: req.headers.Authorization, key: req.headers["Idempotency-Key"], body: req.body });
+        return req.headers.Authorization === "Bearer at_1"
+          ? { status: 401, body: { error: { code: "unauthenticated", message: "expired", details: { reason: "expired" } } } }
+          : { status: 202, body: { id: "tx_1", hash: "0xab", status: "pending", network: "local", from: "0x", nonce: 0 } };
+      },
+      "GET /v1/accounts/acc_01/balance": (req) =>
+        req.headers.Authorization === "Bearer at_1"
+          ? { status: 401, body: { error: { code: "unauthenticated", message: "expired" } } }
+          : { status: 200, body: { network: "local", address: "0x", native: { symbol: "ETH", decimals: 18, amount: "1" }, tokens: [] } },
+      "POST /v1/auth/refresh": () => {
+        throw new Error("the widget's client must never refresh");
+      },
+    });
+    const asked: string[] = [];
+    const api = new ApiClient({
+      serverUrl: SERVER,
+      appKey: "k",
+      fetch,
+      renewSession: async (expired) => {
+        asked.push(expired.accessToken);
+        await new Promise((r) => setTimeout(r, 5));
+        return { ...session(2), refreshToken: "" };
+      },
+    });
+    api.setSession({ ...session(1), refreshToken: "" });
+    const intent = { network: "local", chainId: 1, from: "0x", to: "0x", value: "0", data: "0x", gasLimit: "1", maxFeePerGas: "1", maxPriorityFeePerGas: "1" };
+    const env = { enc: "a", ciphertext: "b" };
+    const [tx, b1, b2] = await Promise.all([api.sendTx({ intent, pin: env }, "key-1"), api.getBalance("acc_01"), api.getBalance("acc_01")]);
+    expect(tx.hash).toBe("0xab");
+    expect(b1.native.amount).toBe("1");
+    expect(b2.native.amount).toBe("1");
+    expect(asked).toEqual(["at_1"]); // one request for three refusals
+    expect(seen).toEqual([
+      { auth: "Bearer at_1", key: "key-1", body: { intent, pin: env } },
+      { auth: "Bearer at_2", key: "key-1", body: { intent, pin: env } },
+    ]);
+    expect(fetch.calls.filter((c) => c.url.endsWith("/v1/auth/refresh"))).toHaveLength(0);
+  });
+
+  it("renewSession: a refused renewal fails the call once, keeping the session for the owner to decide", async () => {
+    let sends = 0;
+    const fetch = fakeFetch({
+      "GET /v1/me": () => {
+        sends++;
+        return { status: 401, body: { error: { code: "unauthenticated", message: "expired", details: { reason: "expired" } } } };
+      },
+    });
+    const api = new ApiClient({
+      serverUrl: SERVER,
+      appKey: "k",
+      fetch,
+      renewSession: async () => {
+        throw new KeysteadError("unauthenticated", "the session expired", { reason: "expired" }, 401);
+      },
+    });
+    api.setSession({ ...session(1), refreshToken: "" });
+    await expect(api.me()).rejects.toMatchObject({ code: "unauthenticated" });
+    expect(sends).toBe(1);
+    expect(api.session?.accessToken).toBe("at_1");
+  });
 });

@@ -1,7 +1,7 @@
 // The e2e test's dApp: a page on another origin that uses the SDK (bundled from
 // ../sdk/js/src) through its EIP-1193 provider, with viem and with ethers v6, as dApps do.
 import { Keystead } from "../../../sdk/js/src/index.js";
-import { createWalletClient, custom, defineChain, type Address, type Hex } from "viem";
+import { createWalletClient, custom, defineChain, encodeFunctionData, erc20Abi, type Address, type Hex } from "viem";
 import { BrowserProvider } from "ethers";
 
 const q = new URLSearchParams(location.search);
@@ -31,8 +31,11 @@ async function wrap<T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | {
   try {
     return { ok: true, value: await fn() };
   } catch (e) {
-    const err = e as { code?: unknown; message?: string; cause?: { code?: unknown } };
-    return { ok: false, code: err.code ?? err.cause?.code, message: String(err.message ?? e) };
+    const err = e as { code?: unknown; message?: string; cause?: unknown };
+    // viem nests the provider's error (writeContract: two causes deep); the first code found.
+    let code = err.code;
+    for (let c = err.cause as { code?: unknown; cause?: unknown } | undefined, i = 0; code === undefined && c && i < 8; c = c.cause as typeof c, i++) code = c.code;
+    return { ok: false, code, message: String(err.message ?? e) };
   }
 }
 
@@ -79,6 +82,15 @@ type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<
       const signer = await new BrowserProvider(traced() as never).getSigner();
       const tx = await signer.sendTransaction({ to, value: BigInt(value) });
       return tx.hash as Hex;
+    }),
+  /** An ERC-20 `transfer` or `approve` through viem's writeContract (eth_sendTransaction). */
+  viemErc20: (token: Address, fn: "transfer" | "approve", to: Address, amount: string) =>
+    wrap(async () => wallet().writeContract({ account: await address(), address: token, abi: erc20Abi, functionName: fn, args: [to, BigInt(amount)], chain })),
+  /** The same call data, signed only (eth_signTransaction, nothing broadcast). */
+  viemSignErc20: (token: Address, fn: "transfer" | "approve", to: Address, amount: string) =>
+    wrap(async () => {
+      const data = encodeFunctionData({ abi: erc20Abi, functionName: fn, args: [to, BigInt(amount)] });
+      return wallet().signTransaction({ account: await address(), to: token, data, chain } as never);
     }),
   openWidget: (view: "home" | "settings") => wrap(() => keystead.openWidget(view)),
   exportWallet: () => wrap(() => keystead.exportWallet()),
