@@ -27,6 +27,9 @@ pub struct Auth {
     /// Access tokens already checked (signature and live session), by token hash, for
     /// [`CHECKED_TOKEN_TTL`]: a client's requests in a burst are checked once.
     pub checked: crate::cache::TtlCache<String, (AccessClaims, u64, u64)>,
+    /// Apps' login providers by (app id, name), for [`PROVIDER_CACHE_TTL`]: a provider
+    /// changed or removed with `keystead app …` is seen within it.
+    providers: crate::cache::TtlCache<(String, String), keystead_store::AppProvider>,
     /// Bumped whenever this server ends a session: every earlier check is void.
     revocations: std::sync::atomic::AtomicU64,
 }
@@ -36,6 +39,9 @@ pub struct Auth {
 /// logout on this server is seen at once.
 pub const CHECKED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long an app's login provider is used without reading it again.
+pub const PROVIDER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Auth {
     pub fn new(signer: SessionSigner, verifier: OidcVerifier, access_token_ttl_secs: u64) -> Self {
         Self {
@@ -43,6 +49,7 @@ impl Auth {
             verifier,
             access_token_ttl_secs,
             checked: crate::cache::TtlCache::new(CHECKED_TOKEN_TTL, 100_000),
+            providers: crate::cache::TtlCache::new(PROVIDER_CACHE_TTL, 10_000),
             revocations: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -144,7 +151,7 @@ impl Auth {
         now: u64,
         rng: &mut R,
     ) -> Result<Issued, ApiError> {
-        let provider = match store.get_app_provider(&app.id, provider).await {
+        let provider = match self.app_provider(store, &app.id, provider).await {
             Ok(p) if p.kind == "oidc" => p,
             Ok(_) | Err(StoreError::NotFound) => {
                 return Err(ApiError::new(
@@ -164,6 +171,24 @@ impl Auth {
             .await
     }
 
+    /// An app's login provider, from the cache when read less than [`PROVIDER_CACHE_TTL`]
+    /// ago. Only found providers are kept, so unknown names cannot fill the cache.
+    async fn app_provider(
+        &self,
+        store: &Store,
+        app_id: &str,
+        name: &str,
+    ) -> Result<keystead_store::AppProvider, StoreError> {
+        let key = (app_id.to_owned(), name.to_owned());
+        let now = std::time::Instant::now();
+        if let Some(provider) = self.providers.get(&key, now) {
+            return Ok(provider);
+        }
+        let provider = store.get_app_provider(app_id, name).await?;
+        self.providers.put(key, provider.clone(), now);
+        Ok(provider)
+    }
+
     /// Logs in the user a verified ID token names (found by provider and subject, or
     /// created), and opens a session.
     pub async fn login_with_claims<R: CryptoRng + ?Sized>(
@@ -175,8 +200,10 @@ impl Auth {
         now: u64,
         rng: &mut R,
     ) -> Result<Issued, ApiError> {
-        let user = find_or_create_user(store, app, provider, claims, now, rng).await?;
-        self.open_session(store, app, user, now, rng).await
+        let (user, has_wallet) =
+            find_or_create_user(store, app, provider, claims, now, rng).await?;
+        self.open_session(store, app, user, user_status(has_wallet, false), now, rng)
+            .await
     }
 
     async fn open_session<R: CryptoRng + ?Sized>(
@@ -184,6 +211,7 @@ impl Auth {
         store: &Store,
         app: &App,
         user: User,
+        status: UserStatus,
         now: u64,
         rng: &mut R,
     ) -> Result<Issued, ApiError> {
@@ -197,20 +225,18 @@ impl Auth {
             revoked_at: None,
         };
         store.create_session(&session, &refresh_hash).await?;
-        self.issue(store, &session, user, refresh_token, now, rng)
-            .await
+        Ok(self.issue(&session, user, status, refresh_token, now, rng))
     }
 
-    async fn issue<R: CryptoRng + ?Sized>(
+    fn issue<R: CryptoRng + ?Sized>(
         &self,
-        store: &Store,
         session: &Session,
         user: User,
+        status: UserStatus,
         refresh_token: String,
         now: u64,
         rng: &mut R,
-    ) -> Result<Issued, ApiError> {
-        let status = status_of(store, &session.app_id, &user.id).await?;
+    ) -> Issued {
         let access_token = self.signer.issue_access_token(
             &AccessClaims {
                 app_id: session.app_id.clone(),
@@ -221,13 +247,13 @@ impl Auth {
             self.access_token_ttl_secs,
             rng,
         );
-        Ok(Issued {
+        Issued {
             access_token,
             refresh_token,
             expires_in: self.access_token_ttl_secs,
             user,
             status,
-        })
+        }
     }
 
     /// Rotates a refresh token. A spent one revokes its session (the store does it).
@@ -262,7 +288,8 @@ impl Auth {
             Err(e) => return Err(e.into()),
         };
         let user = store.get_user(&app.id, &session.user_id).await?;
-        self.issue(store, &session, user, new_token, now, rng).await
+        let status = status_of(store, &app.id, &user.id).await?;
+        Ok(self.issue(&session, user, status, new_token, now, rng))
     }
 
     /// Checks an access token for `app`, and that its session is still live.
@@ -340,23 +367,24 @@ async fn find_or_create_user<R: CryptoRng + ?Sized>(
     claims: &IdClaims,
     now: u64,
     rng: &mut R,
-) -> Result<User, ApiError> {
+) -> Result<(User, bool), ApiError> {
     // An email the provider says is unverified is not kept.
     let email = claims
         .email
         .clone()
         .filter(|_| claims.email_verified != Some(false));
-    if let Some(mut user) = store
-        .find_user_by_identity(&app.id, provider, &claims.subject)
+    if let Some(found) = store
+        .find_login_user(&app.id, provider, &claims.subject)
         .await?
     {
+        let mut user = found.user;
         if email.is_some() && email != user.email {
             store
                 .set_user_email(&app.id, &user.id, email.as_deref())
                 .await?;
             user.email = email;
         }
-        return Ok(user);
+        return Ok((user, found.has_wallet));
     }
     let user = User {
         id: new_id(id_prefix::USER, rng),
@@ -368,11 +396,12 @@ async fn find_or_create_user<R: CryptoRng + ?Sized>(
         .create_user_with_identity(&user, provider, &claims.subject)
         .await
     {
-        Ok(()) => Ok(user),
+        Ok(()) => Ok((user, false)),
         // A concurrent first login for the same identity won: use its user.
         Err(StoreError::Conflict) => store
-            .find_user_by_identity(&app.id, provider, &claims.subject)
+            .find_login_user(&app.id, provider, &claims.subject)
             .await?
+            .map(|found| (found.user, found.has_wallet))
             .ok_or_else(|| ApiError::internal("identity conflict without a user")),
         Err(e) => Err(e.into()),
     }

@@ -211,36 +211,64 @@ pub async fn caller_account(
     caller: &Caller,
     account_id: &str,
 ) -> Result<AccountRow, ApiError> {
-    match state
+    state
         .store
         .get_user_account(&caller.claims.app_id, &caller.claims.user_id, account_id)
         .await
-    {
-        Ok(account) => Ok(account),
-        Err(StoreError::NotFound) => Err(ApiError::new(ErrorCode::NotFound, "no such account")),
-        Err(e) => Err(e.into()),
+        .map_err(account_error)
+}
+
+fn account_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "no such account"),
+        e => e.into(),
     }
 }
 
-/// Runs one enclave operation on a wallet: under the wallet's lock, from its current
-/// record, storing the record the enclave returns (beside errors too) before answering.
-pub async fn call_with_wallet(
+/// A wallet record as read under its owner's lock: what the enclave gets, and the
+/// version the record it returns must replace.
+struct LockedRecord {
+    wallet_id: String,
+    record: Vec<u8>,
+    version: i64,
+}
+
+impl From<WalletRow> for LockedRecord {
+    fn from(row: WalletRow) -> Self {
+        Self {
+            wallet_id: row.id,
+            record: row.record,
+            version: row.record_version,
+        }
+    }
+}
+
+/// Runs one enclave operation on a user's wallet: under the owner's lock (a user has one
+/// wallet), from the record `load` reads once the lock is held, storing the record the
+/// enclave returns (beside errors too) before answering. `load` may read more than the
+/// record in the same query; that extra (`T`) is handed to `build` and returned.
+async fn call_locked<T>(
     state: &AppState,
-    app_id: &str,
-    wallet_id: &str,
+    caller: &Caller,
+    load: impl Future<Output = Result<(LockedRecord, T), ApiError>>,
     now: i64,
-    build: impl FnOnce(WalletContext) -> Request,
-) -> Result<Response, ApiError> {
-    let _guard = state.wallet_locks.lock(wallet_id).await;
-    let row = state.store.get_wallet(app_id, wallet_id).await?;
-    let mut stored = StoredWallet::decode(&row.record)?;
-    let request = build(WalletContext {
-        binding: WalletBinding {
-            app_id: app_id.to_string(),
-            wallet_id: wallet_id.to_string(),
+    build: impl FnOnce(WalletContext, &T) -> Request,
+) -> Result<(T, Response), ApiError> {
+    let app_id = &caller.claims.app_id;
+    let _guard = state.wallet_locks.lock(&caller.claims.user_id).await;
+    // Read only now: a record read before the lock could miss a wrong PIN counted meanwhile.
+    let (locked, extra) = load.await?;
+    let mut stored = StoredWallet::decode(&locked.record)?;
+    let request = build(
+        WalletContext {
+            binding: WalletBinding {
+                app_id: app_id.clone(),
+                wallet_id: locked.wallet_id.clone(),
+            },
+            wallet: stored.sealed.clone(),
         },
-        wallet: stored.sealed.clone(),
-    });
+        &extra,
+    );
     let reply = state.enclave.call(request).await?;
     if let Some(update) = reply.wallet_update {
         stored.sealed = update;
@@ -250,31 +278,32 @@ pub async fn call_with_wallet(
             .store
             .update_wallet_record(
                 app_id,
-                wallet_id,
-                row.record_version,
+                &locked.wallet_id,
+                locked.version,
                 &stored.encode()?,
-                row.record_version + 1,
+                locked.version + 1,
                 now,
             )
             .await
             .map_err(|e| ApiError::internal(format!("storing the wallet record: {e}")))?;
     }
-    Ok(reply.result?)
+    Ok((extra, reply.result?))
 }
 
-/// [`call_with_wallet`] on the caller's own wallet (`wallet_required` without one).
+/// One enclave operation on the caller's own wallet (`wallet_required` without one).
 pub async fn call_with_caller_wallet(
     state: &AppState,
     caller: &Caller,
     now: i64,
     build: impl FnOnce(WalletContext) -> Request,
 ) -> Result<Response, ApiError> {
-    let wallet = caller_wallet(state, caller).await?;
-    call_with_wallet(state, &caller.claims.app_id, &wallet.id, now, build).await
+    let load = async { Ok((caller_wallet(state, caller).await?.into(), ())) };
+    let ((), response) = call_locked(state, caller, load, now, |wallet, ()| build(wallet)).await?;
+    Ok(response)
 }
 
-/// Asks the enclave to sign for one of the caller's accounts, and checks that the key it
-/// used is that account's.
+/// Asks the enclave to sign for `account`, one of the caller's (checked by the caller
+/// of this function), and checks that the key it used is that account's.
 pub async fn sign(
     state: &AppState,
     caller: &Caller,
@@ -283,22 +312,67 @@ pub async fn sign(
     payload: keystead_enclave_proto::SignPayload,
     now: i64,
 ) -> Result<Signed, ApiError> {
-    let response = call_with_wallet(
-        state,
-        &caller.claims.app_id,
-        &account.wallet_id,
-        now,
-        |wallet| {
-            Request::Sign(keystead_enclave_proto::SignRequest {
-                wallet,
-                account_id: account.id.clone(),
-                account_index: account.idx,
-                pin,
-                payload,
-            })
-        },
-    )
+    let load = async {
+        let row = state
+            .store
+            .get_wallet(&caller.claims.app_id, &account.wallet_id)
+            .await?;
+        Ok((row.into(), ()))
+    };
+    let ((), response) = call_locked(state, caller, load, now, |wallet, ()| {
+        sign_request(wallet, account, pin, payload)
+    })
     .await?;
+    check_signer(account, response)
+}
+
+/// [`sign`] for the caller's account `account_id`, found (with its wallet's record) in one
+/// query under the lock; `not_found` when the caller has no such account.
+pub async fn sign_for_account(
+    state: &AppState,
+    caller: &Caller,
+    account_id: &str,
+    pin: Sealed,
+    payload: keystead_enclave_proto::SignPayload,
+    now: i64,
+) -> Result<(AccountRow, Signed), ApiError> {
+    let load = async {
+        let found = state
+            .store
+            .get_user_account_with_record(&caller.claims.app_id, &caller.claims.user_id, account_id)
+            .await
+            .map_err(account_error)?;
+        let locked = LockedRecord {
+            wallet_id: found.account.wallet_id.clone(),
+            record: found.record,
+            version: found.record_version,
+        };
+        Ok((locked, found.account))
+    };
+    let (account, response) = call_locked(state, caller, load, now, |wallet, account| {
+        sign_request(wallet, account, pin, payload)
+    })
+    .await?;
+    let signed = check_signer(&account, response)?;
+    Ok((account, signed))
+}
+
+fn sign_request(
+    wallet: WalletContext,
+    account: &AccountRow,
+    pin: Sealed,
+    payload: keystead_enclave_proto::SignPayload,
+) -> Request {
+    Request::Sign(keystead_enclave_proto::SignRequest {
+        wallet,
+        account_id: account.id.clone(),
+        account_index: account.idx,
+        pin,
+        payload,
+    })
+}
+
+fn check_signer(account: &AccountRow, response: Response) -> Result<Signed, ApiError> {
     let signed = match response {
         Response::Signed(signed) => signed,
         other => return Err(unexpected(&other)),

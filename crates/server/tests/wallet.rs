@@ -9,7 +9,7 @@ use alloy_signer_local::{MnemonicBuilder, coins_bip39::English};
 use e2e::{Db, Env, mail_typed_data, sealed};
 use keystead_envelope::{Operation, Sealed};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const PIN: &str = "582917";
 const NEW_PIN: &str = "730461";
@@ -164,6 +164,56 @@ async fn wallet_lifecycle_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wallet_lifecycle_on_postgres() {
     lifecycle(Db::Postgres).await;
+}
+
+/// Wrong PINs sent all at once are each counted: the wallet is read, opened and stored
+/// one operation at a time, so none starts from a record that misses another's count.
+/// After five, even the right PIN is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_pins_are_all_counted() {
+    let env = Env::start(Db::Sqlite).await;
+    let mut alice = env.user("alice").await;
+    let wallet = alice.create_wallet(PIN).await;
+    let op = Operation::SignMessage {
+        app_id: alice.app_id.clone(),
+        account_id: wallet.account_id.clone(),
+        message: b"guess".to_vec(),
+    };
+    let bodies: Vec<Value> = (0..5)
+        .map(|i| {
+            let pin = alice.client.envelope(&format!("90000{i}"), &op);
+            json!({"accountId": wallet.account_id, "message": "guess", "pin": sealed(&pin)})
+        })
+        .collect();
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let api = alice.api.clone();
+            tokio::spawn(async move { api.post("/v1/sign/message", body).await })
+        })
+        .collect();
+    let (mut remaining, mut locked) = (Vec::new(), 0);
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match body["error"]["code"].as_str() {
+            Some("wrong_pin") => {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+                remaining.push(body["error"]["details"]["remainingTries"].as_u64().unwrap());
+            }
+            // The fifth wrong PIN locks the wallet.
+            Some("wallet_locked") => {
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+                locked += 1;
+            }
+            _ => panic!("{status}: {body}"),
+        }
+    }
+    remaining.sort_unstable();
+    assert_eq!(remaining, [1, 2, 3, 4], "each guess counted once, in turn");
+    assert_eq!(locked, 1);
+    let (status, body) = alice.sign_message(&wallet.account_id, "now", PIN).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "wallet_locked", "{body}");
 }
 
 async fn concurrent_creates(db: Db) {

@@ -62,8 +62,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use error::StoreError;
 pub use rows::{
-    AccountRow, App, AppKey, AppProvider, Identity, OAuthLogin, Session, TxRow, TxStatus, User,
-    WalletRow,
+    AccountRow, AccountWithRecord, App, AppKey, AppProvider, Identity, LoginUser, OAuthLogin,
+    Session, TxRow, TxStatus, User, WalletRow,
 };
 pub use txs::InsertTx;
 

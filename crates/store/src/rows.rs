@@ -43,6 +43,14 @@ pub struct User {
     pub created_at: i64,
 }
 
+/// A user found at login, with whether they have a wallet in the app yet.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LoginUser {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub has_wallet: bool,
+}
+
 /// A login identity (provider, subject) linked to a user, unique per app.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Identity {
@@ -95,6 +103,15 @@ impl fmt::Debug for WalletRow {
             .field("updated_at", &self.updated_at)
             .finish()
     }
+}
+
+/// An account with its wallet's record and version: what signing for it needs.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct AccountWithRecord {
+    #[sqlx(flatten)]
+    pub account: AccountRow,
+    pub record: Vec<u8>,
+    pub record_version: i64,
 }
 
 /// An account (address) derived from a wallet, unique per (wallet, network, idx).

@@ -1,7 +1,7 @@
 //! Users of an app and the login identities linked to them.
 
 use crate::error::DbResultExt;
-use crate::{Identity, Store, StoreError, User, found, with_pool, with_writer};
+use crate::{Identity, LoginUser, Store, StoreError, User, found, with_pool, with_writer};
 
 const INSERT_USER: &str =
     "INSERT INTO users (id, app_id, email, created_at) VALUES ($1, $2, $3, $4)";
@@ -92,6 +92,28 @@ impl Store {
         subject: &str,
     ) -> Result<Option<User>, StoreError> {
         const SQL: &str = "SELECT u.id, u.app_id, u.email, u.created_at FROM identities i \
+             JOIN users u ON u.app_id = i.app_id AND u.id = i.user_id \
+             WHERE i.app_id = $1 AND i.provider = $2 AND i.subject = $3";
+        with_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(provider)
+            .bind(subject)
+            .fetch_optional(pool)
+            .await
+            .db())
+    }
+
+    /// [`Store::find_user_by_identity`], and whether the user has a wallet, in one query
+    /// (a login needs both).
+    pub async fn find_login_user(
+        &self,
+        app_id: &str,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<LoginUser>, StoreError> {
+        const SQL: &str = "SELECT u.id, u.app_id, u.email, u.created_at, \
+             EXISTS (SELECT 1 FROM wallets w WHERE w.app_id = u.app_id AND w.user_id = u.id) \
+             AS has_wallet FROM identities i \
              JOIN users u ON u.app_id = i.app_id AND u.id = i.user_id \
              WHERE i.app_id = $1 AND i.provider = $2 AND i.subject = $3";
         with_pool!(self, |pool| sqlx::query_as(SQL)

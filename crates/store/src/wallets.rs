@@ -2,7 +2,7 @@
 //! accounts derived from them.
 
 use crate::error::DbResultExt;
-use crate::{AccountRow, Store, StoreError, WalletRow, with_pool, with_writer};
+use crate::{AccountRow, AccountWithRecord, Store, StoreError, WalletRow, with_pool, with_writer};
 
 /// Binds an [`AccountRow`] to `$1`…`$9` in [`ACCOUNT_COLUMNS`] order.
 macro_rules! bind_account {
@@ -190,6 +190,33 @@ impl Store {
             .join(", ");
         let sql = format!(
             "SELECT {columns} FROM accounts a JOIN wallets w \
+             ON w.app_id = a.app_id AND w.id = a.wallet_id \
+             WHERE a.app_id = $1 AND a.id = $2 AND w.user_id = $3"
+        );
+        with_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(app_id)
+            .bind(id)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await
+            .db())
+    }
+
+    /// [`Store::get_user_account`] with its wallet's record and version, in one query
+    /// (what a signature needs, read under the wallet owner's lock).
+    pub async fn get_user_account_with_record(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        id: &str,
+    ) -> Result<AccountWithRecord, StoreError> {
+        let columns = ACCOUNT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, w.record, w.record_version FROM accounts a JOIN wallets w \
              ON w.app_id = a.app_id AND w.id = a.wallet_id \
              WHERE a.app_id = $1 AND a.id = $2 AND w.user_id = $3"
         );

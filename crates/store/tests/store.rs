@@ -129,8 +129,8 @@ async fn unsupported_url_is_refused() {
 
 mod cases {
     use keystead_store::{
-        AccountRow, App, AppProvider, Identity, InsertTx, Session, Store, StoreError, TxRow,
-        TxStatus, User, WalletRow,
+        AccountRow, App, AppProvider, Identity, InsertTx, LoginUser, Session, Store, StoreError,
+        TxRow, TxStatus, User, WalletRow,
     };
 
     const T0: i64 = 1_700_000_000;
@@ -470,6 +470,31 @@ mod cases {
             None
         );
 
+        // At login: the same user, and whether they have a wallet yet (only in their app).
+        let login = |app: &'static str| {
+            let store = store.clone();
+            async move { store.find_login_user(app, "google", "sub-1").await.unwrap() }
+        };
+        assert_eq!(
+            login("app_a").await,
+            Some(LoginUser {
+                user: user.clone(),
+                has_wallet: false
+            })
+        );
+        assert_eq!(login("app_b").await, None);
+        store
+            .create_wallet(&wallet("wal_login", "app_a", "usr_1", b"rec"))
+            .await
+            .unwrap();
+        assert_eq!(
+            login("app_a").await,
+            Some(LoginUser {
+                user: user.clone(),
+                has_wallet: true
+            })
+        );
+
         let second = Identity {
             app_id: "app_a".into(),
             provider: "github".into(),
@@ -740,6 +765,22 @@ mod cases {
             store.get_user_account("app_b", &user_b, &acc).await,
             Err(StoreError::NotFound)
         );
+
+        // With the wallet's record and version, under the same ownership rules.
+        let wallet = store.get_wallet("app_a", &found.wallet_id).await.unwrap();
+        let with_record = store
+            .get_user_account_with_record("app_a", &user, &acc)
+            .await
+            .unwrap();
+        assert_eq!(with_record.account, found);
+        assert_eq!(with_record.record, wallet.record);
+        assert_eq!(with_record.record_version, wallet.record_version);
+        for (app, owner) in [("app_a", "usr_other"), ("app_b", user_b.as_str())] {
+            assert_eq!(
+                store.get_user_account_with_record(app, owner, &acc).await,
+                Err(StoreError::NotFound)
+            );
+        }
     }
 
     pub async fn missing_accounts_are_added_once(store: Store) {

@@ -362,11 +362,10 @@ pub async fn sign_message(
     JsonBody(body): JsonBody<SignMessageBody>,
 ) -> ApiResult<Json<SignatureResponse>> {
     let message = message_bytes(&body.message, body.encoding)?;
-    let account = wallet::caller_account(&state, &caller, &body.account_id).await?;
-    let signed = wallet::sign(
+    let (_, signed) = wallet::sign_for_account(
         &state,
         &caller,
-        &account,
+        &body.account_id,
         body.pin,
         SignPayload::Message(message),
         now_secs(),
@@ -388,11 +387,10 @@ pub async fn sign_typed_data(
             "typedData must be an EIP-712 object",
         ));
     }
-    let account = wallet::caller_account(&state, &caller, &body.account_id).await?;
-    let signed = wallet::sign(
+    let (_, signed) = wallet::sign_for_account(
         &state,
         &caller,
-        &account,
+        &body.account_id,
         body.pin,
         SignPayload::TypedData(body.typed_data.to_string()),
         now_secs(),
