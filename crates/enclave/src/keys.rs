@@ -57,11 +57,26 @@ impl fmt::Debug for WalletSecret {
     }
 }
 
+/// BIP-39's seed with the empty passphrase: PBKDF2-HMAC-SHA512 over the space-separated
+/// words (English words are already NFKD), salt `"mnemonic"`, 2048 rounds. The same
+/// bytes as `Mnemonic::to_seed("")` (tested), computed with RustCrypto's faster SHA-512.
+fn bip39_seed(mnemonic: &bip39::Mnemonic) -> Zeroizing<[u8; 64]> {
+    let mut phrase = Zeroizing::new(String::with_capacity(24 * 9));
+    for (i, word) in mnemonic.words().enumerate() {
+        if i > 0 {
+            phrase.push(' ');
+        }
+        phrase.push_str(word);
+    }
+    let mut seed = Zeroizing::new([0u8; 64]);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha512>(phrase.as_bytes(), b"mnemonic", 2048, seed.as_mut());
+    seed
+}
+
 impl WalletSecret {
     pub fn from_entropy(entropy: &[u8; ENTROPY_LEN]) -> Result<Self, KeyError> {
         let mnemonic = bip39::Mnemonic::from_entropy(entropy).expect("32 bytes is valid entropy");
-        let seed = Zeroizing::new(mnemonic.to_seed(""));
-        Self::from_parts(entropy, &seed)
+        Self::from_parts(entropy, &bip39_seed(&mnemonic))
     }
 
     fn from_parts(entropy: &[u8; ENTROPY_LEN], seed: &[u8; 64]) -> Result<Self, KeyError> {
@@ -318,6 +333,18 @@ mod tests {
         let secret = WalletSecret::from_entropy(&entropy).unwrap();
         assert_eq!(secret.mnemonic().as_str(), m.to_string());
         assert_eq!(secret.seed(), &m.to_seed(""));
+    }
+
+    #[test]
+    fn seed_equals_the_bip39_crates_for_random_entropy() {
+        use rand::RngCore;
+        let mut rng = rand::rng();
+        for _ in 0..20 {
+            let mut entropy = [0u8; 32];
+            rng.fill_bytes(&mut entropy);
+            let m = bip39::Mnemonic::from_entropy(&entropy).unwrap();
+            assert_eq!(*bip39_seed(&m), m.to_seed(""));
+        }
     }
 
     #[test]
