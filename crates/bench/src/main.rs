@@ -115,7 +115,10 @@ impl Plan {
             create_concurrency: 16,
             sign_levels: vec![1, 16, 64],
             sign_secs: args.sign_secs.unwrap_or(if quick { 2.0 } else { 8.0 }),
-            sign_wallets: 64,
+            // Enough wallets that the 64 requests in flight are almost never for the same
+            // wallet (as 64 users would not be): the server runs one operation at a time
+            // per wallet, so a few wallets shared by many workers queue behind each other.
+            sign_wallets: if quick { 256 } else { 512 },
             senders: 16,
             sends_per_sender: if quick { 6 } else { 25 },
             send_concurrency: 32,

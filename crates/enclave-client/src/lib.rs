@@ -23,6 +23,10 @@ pub struct ClientConfig {
     /// Idle connections kept for reuse. Above the concurrency the server reaches, or
     /// each call past it pays a connect and a close.
     pub max_idle: usize,
+    /// Calls sent to the enclave at once; the rest wait their turn, first come first
+    /// served. Kept below the enclave's connection limit (256), so a burst of callers
+    /// queues here instead of being refused there.
+    pub max_in_flight: usize,
 }
 
 impl Default for ClientConfig {
@@ -31,6 +35,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             max_idle: 128,
+            max_in_flight: 128,
         }
     }
 }
@@ -56,6 +61,8 @@ pub struct EnclaveClient {
     config: ClientConfig,
     idle: Mutex<Vec<UnixStream>>,
     next_id: AtomicU64,
+    /// Turns to call the enclave, handed out in arrival order (tokio's semaphore is fair).
+    turns: tokio::sync::Semaphore,
 }
 
 enum AttemptError {
@@ -68,9 +75,10 @@ impl EnclaveClient {
     pub fn new(socket: impl AsRef<Path>, config: ClientConfig) -> Self {
         Self {
             socket: socket.as_ref().to_path_buf(),
-            config,
             idle: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            turns: tokio::sync::Semaphore::new(config.max_in_flight.max(1)),
+            config,
         }
     }
 
@@ -78,7 +86,17 @@ impl EnclaveClient {
     pub async fn call(&self, request: Request) -> Result<Reply, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(&RequestFrame { id, request })?;
-        tokio::time::timeout(self.config.request_timeout, self.exchange(id, &frame))
+        let exchange = async {
+            // Waiting for a turn counts against the timeout: an overloaded enclave answers
+            // `enclave_unavailable` rather than queueing without end.
+            let _turn = self
+                .turns
+                .acquire()
+                .await
+                .map_err(|_| ClientError::Unavailable("client closed".into()))?;
+            self.exchange(id, &frame).await
+        };
+        tokio::time::timeout(self.config.request_timeout, exchange)
             .await
             .unwrap_or_else(|_| {
                 Err(ClientError::Unavailable(format!(
@@ -163,4 +181,100 @@ async fn read_reply(stream: &mut UnixStream, id: u64) -> Result<Reply, ClientErr
         )));
     }
     Ok(response.reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keystead_enclave_proto::{Response, ResponseFrame, decode_request, encode_response};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::net::UnixListener;
+
+    /// A peer that answers every request after `hold`, recording the order requests
+    /// arrive in and the most it held at once. It stands in for the enclave to observe
+    /// the client's own admission, which the real enclave does not report.
+    struct Peer {
+        order: Arc<Mutex<Vec<u64>>>,
+        most: Arc<AtomicUsize>,
+    }
+
+    fn peer(listener: UnixListener, hold: Duration) -> Peer {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let most = Arc::new(AtomicUsize::new(0));
+        let now = Arc::new(AtomicUsize::new(0));
+        let (o, m) = (order.clone(), most.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (order, most, now) = (o.clone(), m.clone(), now.clone());
+                tokio::spawn(async move {
+                    let mut prefix = [0u8; LEN_PREFIX];
+                    while stream.read_exact(&mut prefix).await.is_ok() {
+                        let mut body = vec![0u8; frame_len(prefix).unwrap()];
+                        stream.read_exact(&mut body).await.unwrap();
+                        let id = decode_request(&body).unwrap().id;
+                        order.lock().unwrap().push(id);
+                        let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(held, Ordering::SeqCst);
+                        tokio::time::sleep(hold).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        let reply = ResponseFrame {
+                            id,
+                            reply: Reply::ok(Response::Resealed),
+                        };
+                        stream
+                            .write_all(&encode_response(&reply).unwrap())
+                            .await
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        Peer { order, most }
+    }
+
+    /// `calls` calls started 3 ms apart on a client admitting `max_in_flight` at once.
+    async fn run(max_in_flight: usize, calls: usize) -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("enclave.sock");
+        let peer = peer(
+            UnixListener::bind(&socket).unwrap(),
+            Duration::from_millis(20),
+        );
+        let client = Arc::new(EnclaveClient::new(
+            &socket,
+            ClientConfig {
+                max_in_flight,
+                ..Default::default()
+            },
+        ));
+        let mut tasks = Vec::new();
+        for _ in 0..calls {
+            let client = client.clone();
+            tasks.push(tokio::spawn(
+                async move { client.call(Request::Ping).await },
+            ));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().result, Ok(Response::Resealed));
+        }
+        peer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn calls_past_max_in_flight_wait_their_turn_in_arrival_order() {
+        let one = run(1, 10).await;
+        assert_eq!(one.most.load(Ordering::SeqCst), 1);
+        let order = one.order.lock().unwrap().clone();
+        assert_eq!(
+            order,
+            (1..=10).collect::<Vec<u64>>(),
+            "first come, first served"
+        );
+
+        // 12 calls of 20 ms arriving every 3 ms: without the limit ~7 would overlap.
+        let three = run(3, 12).await;
+        assert_eq!(three.most.load(Ordering::SeqCst), 3);
+    }
 }

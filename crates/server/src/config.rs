@@ -62,6 +62,8 @@ pub struct EnclaveConfig {
     /// Default: `data_dir/kms-dr.json`; the disaster-recovery copy of every data key.
     pub dr_kms_keyring: Option<PathBuf>,
     pub request_timeout_ms: u64,
+    /// Calls sent to the enclave at once; the others wait in arrival order.
+    pub max_in_flight: usize,
     /// Start and supervise the enclave process (off when it runs elsewhere, e.g. Nitro).
     pub supervise: bool,
 }
@@ -94,6 +96,7 @@ impl Default for EnclaveConfig {
             kms_keyring: None,
             dr_kms_keyring: None,
             request_timeout_ms: 5_000,
+            max_in_flight: 128,
             supervise: true,
         }
     }
@@ -177,6 +180,7 @@ const ENV_KEYS: &[&str] = &[
     "enclave__kms_keyring",
     "enclave__dr_kms_keyring",
     "enclave__request_timeout_ms",
+    "enclave__max_in_flight",
     "enclave__supervise",
 ];
 
@@ -245,6 +249,12 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "public_url must be an http(s) URL".into(),
+            ));
+        }
+        if !(1..=256).contains(&self.enclave.max_in_flight) {
+            return Err(ConfigError::Invalid(
+                "enclave.max_in_flight must be between 1 and 256 (the enclave's connection limit)"
+                    .into(),
             ));
         }
         if !(1..=86_400).contains(&self.access_token_ttl_secs) {

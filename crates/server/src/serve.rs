@@ -46,6 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.enclave_socket(),
         ClientConfig {
             request_timeout: Duration::from_millis(config.enclave.request_timeout_ms),
+            max_in_flight: config.enclave.max_in_flight,
             ..Default::default()
         },
     ));

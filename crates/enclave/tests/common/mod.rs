@@ -32,6 +32,7 @@ pub fn client_config() -> ClientConfig {
         connect_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_secs(2),
         max_idle: 4,
+        max_in_flight: 128,
     }
 }
 
