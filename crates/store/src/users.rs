@@ -91,16 +91,10 @@ impl Store {
         provider: &str,
         subject: &str,
     ) -> Result<Option<User>, StoreError> {
-        const SQL: &str = "SELECT u.id, u.app_id, u.email, u.created_at FROM identities i \
-             JOIN users u ON u.app_id = i.app_id AND u.id = i.user_id \
-             WHERE i.app_id = $1 AND i.provider = $2 AND i.subject = $3";
-        with_pool!(self, |pool| sqlx::query_as(SQL)
-            .bind(app_id)
-            .bind(provider)
-            .bind(subject)
-            .fetch_optional(pool)
-            .await
-            .db())
+        Ok(self
+            .find_login_user(app_id, provider, subject)
+            .await?
+            .map(|found| found.user))
     }
 
     /// [`Store::find_user_by_identity`], and whether the user has a wallet, in one query

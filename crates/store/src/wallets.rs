@@ -183,23 +183,7 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<AccountRow, StoreError> {
-        let columns = ACCOUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("a.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT {columns} FROM accounts a JOIN wallets w \
-             ON w.app_id = a.app_id AND w.id = a.wallet_id \
-             WHERE a.app_id = $1 AND a.id = $2 AND w.user_id = $3"
-        );
-        with_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(app_id)
-            .bind(id)
-            .bind(user_id)
-            .fetch_one(pool)
-            .await
-            .db())
+        self.fetch_user_account("", app_id, user_id, id).await
     }
 
     /// [`Store::get_user_account`] with its wallet's record and version, in one query
@@ -210,13 +194,31 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<AccountWithRecord, StoreError> {
+        self.fetch_user_account(", w.record, w.record_version", app_id, user_id, id)
+            .await
+    }
+
+    /// The account's columns (and `extra` wallet columns) if its wallet is `user_id`'s.
+    async fn fetch_user_account<T>(
+        &self,
+        extra: &str,
+        app_id: &str,
+        user_id: &str,
+        id: &str,
+    ) -> Result<T, StoreError>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
         let columns = ACCOUNT_COLUMNS
             .split(", ")
             .map(|c| format!("a.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "SELECT {columns}, w.record, w.record_version FROM accounts a JOIN wallets w \
+            "SELECT {columns}{extra} FROM accounts a JOIN wallets w \
              ON w.app_id = a.app_id AND w.id = a.wallet_id \
              WHERE a.app_id = $1 AND a.id = $2 AND w.user_id = $3"
         );

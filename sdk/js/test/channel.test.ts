@@ -3,36 +3,13 @@ import {
   PROTOCOL,
   PostMessageChannel,
   WidgetApprover,
-  type MessageEventLike,
-  type WindowLike,
 } from "../src/channel.js";
 import { UserRejectedError, withApproval } from "../src/approval.js";
 import { KeysteadError } from "../src/api.js";
+import { FakeHostWindow, FakeWidgetWindow } from "./helpers.js";
 
 const WIDGET_URL = "https://widget.keystead.example/widget/?x=1";
 const WIDGET_ORIGIN = "https://widget.keystead.example";
-
-/** The host page's window: collects listeners, lets the test deliver MessageEvents. */
-class FakeHostWindow implements WindowLike {
-  listeners = new Set<(e: MessageEventLike) => void>();
-  addEventListener(_t: "message", l: (e: MessageEventLike) => void) {
-    this.listeners.add(l);
-  }
-  removeEventListener(_t: "message", l: (e: MessageEventLike) => void) {
-    this.listeners.delete(l);
-  }
-  deliver(event: MessageEventLike) {
-    for (const l of [...this.listeners]) l(event);
-  }
-}
-
-/** The widget's window: records what the SDK posts and with which targetOrigin. */
-class FakeWidgetWindow {
-  posted: Array<{ message: any; targetOrigin: string }> = [];
-  postMessage(message: unknown, targetOrigin: string) {
-    this.posted.push({ message, targetOrigin });
-  }
-}
 
 function setup(options: { readyTimeoutMs?: number; requestTimeoutMs?: number } = {}) {
   const host = new FakeHostWindow();

@@ -1,22 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { Keystead, type Approver, type StorageLike, type WidgetChannel } from "../src/index.js";
-import { fakeFetch, session } from "./helpers.js";
+import { Keystead, type Approver, type WidgetChannel } from "../src/index.js";
+import { ACCOUNT, APP, MapStorage, fakeFetch, session } from "./helpers.js";
 
-const APP = {
-  appId: "app_01",
-  name: "demo",
-  networks: [{ id: "local", family: "evm", chainId: 31337, name: "local", symbol: "ETH", decimals: 18 }],
-  loginProviders: [{ name: "dev", issuer: "https://issuer.example" }],
-};
-const ACCOUNT = { id: "acc_01", network: "local", family: "evm", address: "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", path: "m/44'/60'/0'/0/0" };
 const ENV = { enc: "AA==", ciphertext: "AA==" };
-
-class MapStorage implements StorageLike {
-  map = new Map<string, string>();
-  getItem = (k: string) => this.map.get(k) ?? null;
-  setItem = (k: string, v: string) => void this.map.set(k, v);
-  removeItem = (k: string) => void this.map.delete(k);
-}
 
 function fakeChannel(): WidgetChannel & { requests: Array<{ type: string; payload: unknown }>; notices: unknown[] } {
   const requests: Array<{ type: string; payload: unknown }> = [];

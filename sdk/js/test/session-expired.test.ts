@@ -1,46 +1,12 @@
 // The widget's `session-expired` event and the `session` notice with the access token
 // (PROTOCOL.md §3, §5): the SDK is the only party that uses the refresh token.
 import { describe, expect, it } from "vitest";
-import { Keystead, PROTOCOL, PostMessageChannel, type MessageEventLike, type StorageLike, type WindowLike } from "../src/index.js";
-import { fakeFetch, session } from "./helpers.js";
+import { Keystead, PROTOCOL, PostMessageChannel } from "../src/index.js";
+import { ACCOUNT, APP, FakeHostWindow, FakeWidgetWindow, MapStorage, fakeFetch, session } from "./helpers.js";
 
 const WIDGET_URL = "https://wallet.example/widget/";
 const WIDGET_ORIGIN = "https://wallet.example";
-const APP = {
-  appId: "app_01",
-  name: "demo",
-  networks: [{ id: "local", family: "evm", chainId: 31337, name: "local", symbol: "ETH", decimals: 18 }],
-  loginProviders: [{ name: "dev", issuer: "https://issuer.example" }],
-};
-const ACCOUNT = { id: "acc_01", network: "local", family: "evm", address: "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", path: "m/44'/60'/0'/0/0" };
 const STORAGE_KEY = "keystead:session:ksa_test";
-
-class FakeHostWindow implements WindowLike {
-  listeners = new Set<(e: MessageEventLike) => void>();
-  addEventListener(_t: "message", l: (e: MessageEventLike) => void) {
-    this.listeners.add(l);
-  }
-  removeEventListener(_t: "message", l: (e: MessageEventLike) => void) {
-    this.listeners.delete(l);
-  }
-  deliver(event: MessageEventLike) {
-    for (const l of [...this.listeners]) l(event);
-  }
-}
-
-class FakeWidgetWindow {
-  posted: Array<{ message: any; targetOrigin: string }> = [];
-  postMessage(message: unknown, targetOrigin: string) {
-    this.posted.push({ message, targetOrigin });
-  }
-}
-
-class MapStorage implements StorageLike {
-  map = new Map<string, string>();
-  getItem = (k: string) => this.map.get(k) ?? null;
-  setItem = (k: string, v: string) => void this.map.set(k, v);
-  removeItem = (k: string) => void this.map.delete(k);
-}
 
 const flush = async (n = 5) => {
   for (let i = 0; i < n; i++) await new Promise((r) => setTimeout(r, 0));
