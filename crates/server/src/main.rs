@@ -11,6 +11,9 @@ use keystead_store::Store;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "keystead", version, about = "Keystead embedded-wallet service")]
 struct Cli {
