@@ -10,15 +10,12 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde::Serialize;
 
-use keystead_attestation::DevProvider;
-use keystead_enclave::{EnclaveService, ServiceConfig, ServiceParts, SystemClock};
+use keystead_enclave::{EnclaveService, ServiceParts};
 use keystead_enclave_proto::{
-    CreateWallet, Health, PROTOCOL_VERSION, Request, Response, SealedWallet, SignPayload,
-    SignRequest, WalletBinding, WalletContext,
+    CreateWallet, Request, Response, SealedWallet, SignPayload, SignRequest, WalletBinding,
+    WalletContext,
 };
 use keystead_envelope::Operation;
 use keystead_kms::LocalKms;
@@ -70,21 +67,10 @@ fn fixture() -> anyhow::Result<Fixture> {
         )?))
     };
     let service = Arc::new(
-        EnclaveService::new(ServiceParts {
-            kms: keyring("kms-primary.json", "primary")?,
-            dr_kms: Some(keyring("kms-dr.json", "dr")?),
-            attestation: Arc::new(DevProvider::new([0u8; 48])),
-            clock: Arc::new(SystemClock),
-            rng: StdRng::from_os_rng(),
-            health: Health {
-                protocol_version: PROTOCOL_VERSION,
-                attestation_format: "dev".into(),
-                non_dumpable: false,
-                core_dumps_disabled: false,
-                memory_locked: false,
-            },
-            config: ServiceConfig::default(),
-        })
+        EnclaveService::new(ServiceParts::in_process(
+            keyring("kms-primary.json", "primary")?,
+            Some(keyring("kms-dr.json", "dr")?),
+        ))
         .map_err(|e| anyhow::anyhow!("enclave service: {e}"))?,
     );
     let rt = tokio::runtime::Builder::new_current_thread().build()?;

@@ -36,14 +36,13 @@ use rand::{RngCore, SeedableRng};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
-use keystead_attestation::DevProvider;
 use keystead_enclave::keys::{AccountScheme, Evm, WalletSecret};
 use keystead_enclave::replay::ReplayGuard;
 use keystead_enclave::seal::{self, Opener};
-use keystead_enclave::{EnclaveService, ServiceConfig, ServiceParts, SystemClock};
+use keystead_enclave::{EnclaveService, ServiceConfig, ServiceParts};
 use keystead_enclave_proto::{
-    CreateWallet, Health, PROTOCOL_VERSION, Reply, Request, Response, SealedWallet, SignPayload,
-    SignRequest, Signed, UnsignedTx, WalletBinding, WalletContext,
+    CreateWallet, Reply, Request, Response, SealedWallet, SignPayload, SignRequest, Signed,
+    UnsignedTx, WalletBinding, WalletContext,
 };
 use keystead_envelope::{HpkeKeyPair, Operation, PinPayload, Sealed, TxIntent, Zeroizing};
 use keystead_kms::{EncryptionContext, Kms, LocalKms};
@@ -418,22 +417,8 @@ fn main() {
         keyring("kms-primary.json", "primary"),
         keyring("kms-dr.json", "dr"),
     );
-    let service = EnclaveService::new(ServiceParts {
-        kms: kms.clone(),
-        dr_kms: Some(dr_kms.clone()),
-        attestation: Arc::new(DevProvider::new([0u8; 48])),
-        clock: Arc::new(SystemClock),
-        rng: StdRng::from_os_rng(),
-        health: Health {
-            protocol_version: PROTOCOL_VERSION,
-            attestation_format: "dev".into(),
-            non_dumpable: false,
-            core_dumps_disabled: false,
-            memory_locked: false,
-        },
-        config: ServiceConfig::default(),
-    })
-    .expect("enclave service");
+    let service = EnclaveService::new(ServiceParts::in_process(kms.clone(), Some(dr_kms.clone())))
+        .expect("enclave service");
     let service = &service;
     let handle = move |r: Request| service.handle(r);
 

@@ -65,6 +65,30 @@ pub struct ServiceParts {
     pub config: ServiceConfig,
 }
 
+impl ServiceParts {
+    /// The parts an in-process service for measurements is built from: `dev`
+    /// attestation over a zero measurement, the system clock, an OS-seeded RNG, and no
+    /// process hardening reported (the benchmarks are not the enclave process).
+    pub fn in_process(kms: Arc<dyn Kms>, dr_kms: Option<Arc<dyn Kms>>) -> Self {
+        use rand::SeedableRng;
+        Self {
+            kms,
+            dr_kms,
+            attestation: Arc::new(keystead_attestation::DevProvider::new([0u8; 48])),
+            clock: Arc::new(SystemClock),
+            rng: StdRng::from_os_rng(),
+            health: Health {
+                protocol_version: keystead_enclave_proto::PROTOCOL_VERSION,
+                attestation_format: "dev".into(),
+                non_dumpable: false,
+                core_dumps_disabled: false,
+                memory_locked: false,
+            },
+            config: ServiceConfig::default(),
+        }
+    }
+}
+
 pub struct EnclaveService {
     hpke: HpkeKeyPair,
     boot_attestation: Attestation,

@@ -335,7 +335,7 @@ pub async fn sign_for_account(
     pin: Sealed,
     payload: keystead_enclave_proto::SignPayload,
     now: i64,
-) -> Result<(AccountRow, Signed), ApiError> {
+) -> Result<Signed, ApiError> {
     let load = async {
         let found = state
             .store
@@ -353,8 +353,7 @@ pub async fn sign_for_account(
         sign_request(wallet, account, pin, payload)
     })
     .await?;
-    let signed = check_signer(&account, response)?;
-    Ok((account, signed))
+    check_signer(&account, response)
 }
 
 fn sign_request(

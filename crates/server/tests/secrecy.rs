@@ -8,7 +8,7 @@ mod e2e;
 
 use alloy_signer_local::{MnemonicBuilder, coins_bip39::English};
 use e2e::{Db, Env, sealed};
-use keystead_envelope::{Operation, Sealed};
+use keystead_envelope::Operation;
 use keystead_testkit::memory::{find, read_process_memory};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -27,23 +27,7 @@ async fn no_secret_reaches_the_server_memory_log_or_database() {
     let (status, _) = user.sign_message(&wallet.account_id, "hi", WRONG_PIN).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let (kp, client_key) = user.client.one_time_key();
-    let op = Operation::Export {
-        app_id: user.app_id.clone(),
-        wallet_id: wallet.wallet_id.clone(),
-        client_key: client_key.clone(),
-    };
-    let pin = user.client.envelope(PIN, &op);
-    let (status, body) = user
-        .api
-        .post(
-            "/v1/wallet/export",
-            json!({"pin": sealed(&pin), "clientKey": client_key}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let mnemonic: Sealed = serde_json::from_value(body["mnemonic"].clone()).unwrap();
-    let phrase = keystead_envelope::open_mnemonic(&kp, &mnemonic).unwrap();
+    let phrase = user.export_mnemonic(&wallet.wallet_id, PIN).await;
 
     let change = Operation::ChangePin {
         app_id: user.app_id.clone(),

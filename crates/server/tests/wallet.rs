@@ -7,7 +7,7 @@ mod e2e;
 use alloy_primitives::{Address, Signature};
 use alloy_signer_local::{MnemonicBuilder, coins_bip39::English};
 use e2e::{Db, Env, mail_typed_data, sealed};
-use keystead_envelope::{Operation, Sealed};
+use keystead_envelope::Operation;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -73,23 +73,7 @@ async fn lifecycle(db: Db) {
     assert_eq!(body["error"]["details"]["remainingTries"], 3);
 
     // Export: the mnemonic, opened by the client, derives the account's address.
-    let (kp, client_key) = alice.client.one_time_key();
-    let op = Operation::Export {
-        app_id: alice.app_id.clone(),
-        wallet_id: wallet.wallet_id.clone(),
-        client_key: client_key.clone(),
-    };
-    let pin = alice.client.envelope(PIN, &op);
-    let (status, body) = alice
-        .api
-        .post(
-            "/v1/wallet/export",
-            json!({"pin": sealed(&pin), "clientKey": client_key}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let sealed_mnemonic: Sealed = serde_json::from_value(body["mnemonic"].clone()).unwrap();
-    let phrase = keystead_envelope::open_mnemonic(&kp, &sealed_mnemonic).unwrap();
+    let phrase = alice.export_mnemonic(&wallet.wallet_id, PIN).await;
     let derived = MnemonicBuilder::<English>::default()
         .phrase(phrase.as_str())
         .index(0)

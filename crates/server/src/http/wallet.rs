@@ -362,7 +362,7 @@ pub async fn sign_message(
     JsonBody(body): JsonBody<SignMessageBody>,
 ) -> ApiResult<Json<SignatureResponse>> {
     let message = message_bytes(&body.message, body.encoding)?;
-    let (_, signed) = wallet::sign_for_account(
+    let signed = wallet::sign_for_account(
         &state,
         &caller,
         &body.account_id,
@@ -387,7 +387,7 @@ pub async fn sign_typed_data(
             "typedData must be an EIP-712 object",
         ));
     }
-    let (_, signed) = wallet::sign_for_account(
+    let signed = wallet::sign_for_account(
         &state,
         &caller,
         &body.account_id,

@@ -438,6 +438,32 @@ impl User {
         }
     }
 
+    /// Exports the wallet's mnemonic with `pin` (asserting success) and opens it with the
+    /// one-time client key, as the widget would.
+    pub async fn export_mnemonic(
+        &mut self,
+        wallet_id: &str,
+        pin: &str,
+    ) -> keystead_envelope::Zeroizing<String> {
+        let (kp, client_key) = self.client.one_time_key();
+        let op = Operation::Export {
+            app_id: self.app_id.clone(),
+            wallet_id: wallet_id.to_string(),
+            client_key: client_key.clone(),
+        };
+        let pin = self.client.envelope(pin, &op);
+        let (status, body) = self
+            .api
+            .post(
+                "/v1/wallet/export",
+                json!({"pin": sealed(&pin), "clientKey": client_key}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mnemonic: Sealed = serde_json::from_value(body["mnemonic"].clone()).unwrap();
+        keystead_envelope::open_mnemonic(&kp, &mnemonic).unwrap()
+    }
+
     pub async fn sign_message(
         &mut self,
         account_id: &str,
