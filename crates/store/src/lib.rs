@@ -100,31 +100,75 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
-/// Like [`with_pool!`] for statements that write: on an SQLite file, `$body` runs on the
-/// single writer's connection in a group commit ([`writer`]); elsewhere on the pool.
-/// The listed arguments are turned into owned values first (the writer runs on its own
-/// task), and `$body` must evaluate to a `Result<_, StoreError>`.
+/// Like [`with_pool!`] for one statement that writes (or several under a transaction
+/// `$body` begins itself): on an SQLite file, `$body` runs on the single writer's
+/// connection in a group commit ([`writer`]); elsewhere on the pool. The listed arguments
+/// are turned into owned values first (the writer runs on its own task, and may run
+/// `$body` again when it redoes a group), and `$body` must evaluate to a
+/// `Result<_, StoreError>`.
 macro_rules! with_writer {
-    ($store:expr, ($($owned:ident),* $(,)?), |$conn:ident| $body:expr) => {{
+    ($store:expr, ($($owned:ident),* $(,)?), |$conn:ident| $body:expr) => {
+        $crate::with_writer!(@run One, $store, ($($owned),*), |$conn| $body, $body, $body)
+    };
+    (@run $statements:ident, $store:expr, ($($owned:ident),*), |$conn:ident| $writer_body:expr,
+        $sqlite_body:expr, $postgres_body:expr) => {{
         $(#[allow(clippy::clone_on_copy, clippy::redundant_clone)] let $owned = $owned.to_owned();)*
         match (&$store.pool, &$store.writer) {
             (_, Some(writer)) => {
                 writer
-                    .write(move |$conn: &mut ::sqlx::SqliteConnection| {
-                        Box::pin(async move {
-                            #[allow(unused_imports)]
-                            use ::sqlx::Connection as _;
-                            $body
-                        })
-                    })
+                    .write(
+                        $crate::writer::Statements::$statements,
+                        move |$conn: &mut ::sqlx::SqliteConnection| {
+                            $(#[allow(clippy::clone_on_copy, clippy::redundant_clone)]
+                            let $owned = $owned.clone();)*
+                            Box::pin(async move {
+                                #[allow(unused_imports)]
+                                use ::sqlx::Connection as _;
+                                $writer_body
+                            })
+                        },
+                    )
                     .await
             }
-            ($crate::Pool::Sqlite($conn), None) => $body,
-            ($crate::Pool::Postgres($conn), None) => $body,
+            ($crate::Pool::Sqlite($conn), None) => $sqlite_body,
+            ($crate::Pool::Postgres($conn), None) => $postgres_body,
         }
     }};
 }
 pub(crate) use with_writer;
+
+/// Like [`with_writer!`] for several statements that must all happen or none: `$tx` is a
+/// connection inside a transaction, and `$body` (a `Result<_, StoreError>`) keeps its
+/// writes only if it returns `Ok`. On an SQLite file the writer's group is that
+/// transaction (no savepoint of its own, see [`writer`]); elsewhere `$body` runs in a
+/// transaction of its own, committed on `Ok`.
+macro_rules! with_writer_tx {
+    ($store:expr, ($($owned:ident),* $(,)?), |$tx:ident| $body:expr) => {
+        $crate::with_writer!(@run Several, $store, ($($owned),*), |$tx| $body,
+            $crate::in_transaction!($tx, $body), $crate::in_transaction!($tx, $body))
+    };
+}
+pub(crate) use with_writer_tx;
+
+/// `$body` with `$pool` rebound to a connection in a new transaction of that pool,
+/// committed if `$body` is `Ok` and rolled back otherwise.
+macro_rules! in_transaction {
+    ($pool:ident, $body:expr) => {
+        async {
+            let mut transaction = $pool.begin().await.db()?;
+            let result = {
+                let $pool = &mut *transaction;
+                $body
+            };
+            if result.is_ok() {
+                transaction.commit().await.db()?;
+            }
+            result
+        }
+        .await
+    };
+}
+pub(crate) use in_transaction;
 
 /// The database: a connection pool for SQLite or PostgreSQL. Cheap to clone (the pool is
 /// shared).

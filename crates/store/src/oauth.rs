@@ -12,7 +12,7 @@ impl Store {
         const PURGE: &str = "DELETE FROM oauth_logins WHERE expires_at <= $1";
         let insert =
             format!("INSERT INTO oauth_logins ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        with_writer!(self, (login), |pool| {
+        with_writer!(self, (login, insert), |pool| {
             let mut tx = pool.begin().await.db()?;
             sqlx::query(PURGE).bind(now).execute(&mut *tx).await.db()?;
             sqlx::query(&insert)
@@ -34,11 +34,12 @@ impl Store {
     /// is none, it was taken already, or it has expired.
     pub async fn take_oauth_login(&self, state: &str, now: i64) -> Result<OAuthLogin, StoreError> {
         let sql = format!("DELETE FROM oauth_logins WHERE state = $1 RETURNING {COLUMNS}");
-        let login: Option<OAuthLogin> = with_writer!(self, (state), |pool| sqlx::query_as(&sql)
-            .bind(state)
-            .fetch_optional(pool)
-            .await
-            .db())?;
+        let login: Option<OAuthLogin> =
+            with_writer!(self, (state, sql), |pool| sqlx::query_as(&sql)
+                .bind(state)
+                .fetch_optional(pool)
+                .await
+                .db())?;
         login
             .filter(|l| l.expires_at > now)
             .ok_or(StoreError::NotFound)

@@ -1,7 +1,7 @@
 //! Login sessions and their rotating refresh tokens (stored as hashes the caller makes).
 
 use crate::error::DbResultExt;
-use crate::{Session, Store, StoreError, found, with_pool, with_writer};
+use crate::{Backend, Session, Store, StoreError, found, with_pool, with_writer, with_writer_tx};
 
 const SESSION_COLUMNS: &str = "id, app_id, user_id, created_at, expires_at, revoked_at";
 const INSERT_TOKEN: &str =
@@ -15,29 +15,37 @@ impl Store {
         session: &Session,
         refresh_token_hash: &str,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO sessions \
-             (id, app_id, user_id, created_at, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)";
-        with_writer!(self, (session, refresh_token_hash), |pool| {
-            let mut tx = pool.begin().await.db()?;
-            sqlx::query(SQL)
+        // Both rows in one round trip: on SQLite one query string of two statements (the
+        // writer's group, or the pool's transaction, makes the pair all or nothing), on
+        // PostgreSQL one statement inserting the session in its WITH.
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "INSERT INTO sessions (id, app_id, user_id, created_at, expires_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6); \
+                 INSERT INTO refresh_tokens (token_hash, session_id, created_at) \
+                 VALUES ($7, $1, $4)"
+            }
+            Backend::Postgres => {
+                "WITH session AS (INSERT INTO sessions \
+                 (id, app_id, user_id, created_at, expires_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at) \
+                 INSERT INTO refresh_tokens (token_hash, session_id, created_at) \
+                 SELECT $7, id, created_at FROM session"
+            }
+        };
+        with_writer_tx!(self, (session, refresh_token_hash), |tx| {
+            sqlx::query(sql)
                 .bind(&session.id)
                 .bind(&session.app_id)
                 .bind(&session.user_id)
                 .bind(session.created_at)
                 .bind(session.expires_at)
                 .bind(session.revoked_at)
+                .bind(&refresh_token_hash)
                 .execute(&mut *tx)
                 .await
-                .db()?;
-            sqlx::query(INSERT_TOKEN)
-                .bind(refresh_token_hash)
-                .bind(&session.id)
-                .bind(session.created_at)
-                .execute(&mut *tx)
-                .await
-                .db()?;
-            tx.commit().await.db()
+                .map(|_| ())
+                .db()
         })
     }
 

@@ -35,7 +35,7 @@ impl Store {
         );
         let chain_id = to_db_int(tx.chain_id, "chain id")?;
         let nonce = to_db_int(tx.nonce, "nonce")?;
-        let inserted = with_writer!(self, (tx), |pool| sqlx::query(&sql)
+        let inserted = with_writer!(self, (tx, sql), |pool| sqlx::query(&sql)
             .bind(&tx.id)
             .bind(&tx.app_id)
             .bind(&tx.user_id)

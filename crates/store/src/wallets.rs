@@ -2,7 +2,10 @@
 //! accounts derived from them.
 
 use crate::error::DbResultExt;
-use crate::{AccountRow, AccountWithRecord, Store, StoreError, WalletRow, with_pool, with_writer};
+use crate::{
+    AccountRow, AccountWithRecord, Backend, Store, StoreError, WalletRow, with_pool, with_writer,
+    with_writer_tx,
+};
 
 /// Binds an [`AccountRow`] to `$1`…`$9` in [`ACCOUNT_COLUMNS`] order.
 macro_rules! bind_account {
@@ -24,6 +27,18 @@ const WALLET_COLUMNS: &str = "id, app_id, user_id, record, record_version, creat
 const ACCOUNT_COLUMNS: &str =
     "id, wallet_id, app_id, network, family, address, path, idx, created_at";
 
+/// `rows` parenthesized lists of `columns` numbered parameters each, from `$first` on:
+/// `($8, $9), ($10, $11)` for 8, 2, 2.
+fn numbered_rows(first: usize, rows: usize, columns: usize) -> String {
+    let row = |r: usize| {
+        let numbers: Vec<String> = (0..columns)
+            .map(|c| format!("${}", first + r * columns + c))
+            .collect();
+        format!("({})", numbers.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 impl Store {
     /// Stores a new wallet. Exactly one wallet per (app, user), even under concurrent
     /// calls: every other attempt gets `Conflict`. `NotFound` if the user is not in the app.
@@ -39,31 +54,39 @@ impl Store {
         wallet: &WalletRow,
         accounts: &[AccountRow],
     ) -> Result<(), StoreError> {
-        let wallet_sql =
+        // One round trip: on SQLite one query string of two statements (the writer's
+        // group, or the pool's transaction, makes them all or nothing), on PostgreSQL one
+        // statement inserting the wallet in its WITH. `$8` on are the accounts' rows.
+        let insert_wallet =
             format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        let account_sql = format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
-        with_writer!(self, (wallet, accounts), |pool| {
-            let mut tx = pool.begin().await.db()?;
-            sqlx::query(&wallet_sql)
+        let sql = if accounts.is_empty() {
+            insert_wallet
+        } else {
+            let insert_accounts = format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {}",
+                numbered_rows(8, accounts.len(), 9)
+            );
+            match self.backend() {
+                Backend::Sqlite => format!("{insert_wallet}; {insert_accounts}"),
+                Backend::Postgres => format!("WITH wallet AS ({insert_wallet}) {insert_accounts}"),
+            }
+        };
+        with_writer_tx!(self, (wallet, accounts, sql), |tx| {
+            let query = sqlx::query(&sql)
                 .bind(&wallet.id)
                 .bind(&wallet.app_id)
                 .bind(&wallet.user_id)
                 .bind(&wallet.record)
                 .bind(wallet.record_version)
                 .bind(wallet.created_at)
-                .bind(wallet.updated_at)
+                .bind(wallet.updated_at);
+            accounts
+                .iter()
+                .fold(query, |query, account| bind_account!(query, account))
                 .execute(&mut *tx)
                 .await
-                .db()?;
-            for account in accounts {
-                bind_account!(sqlx::query(&account_sql), account)
-                    .execute(&mut *tx)
-                    .await
-                    .db()?;
-            }
-            tx.commit().await.db()
+                .map(|_| ())
+                .db()
         })
     }
 
@@ -137,7 +160,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
-        with_writer!(self, (account), |pool| bind_account!(
+        with_writer!(self, (account, sql), |pool| bind_account!(
             sqlx::query(&sql),
             account
         )
@@ -154,7 +177,7 @@ impl Store {
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (wallet_id, network, idx) DO NOTHING"
         );
-        with_writer!(self, (account), |pool| bind_account!(
+        with_writer!(self, (account, sql), |pool| bind_account!(
             sqlx::query(&sql),
             account
         )
@@ -247,5 +270,14 @@ impl Store {
             .fetch_all(pool)
             .await
             .db())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbered_rows_count_on_from_the_first() {
+        assert_eq!(super::numbered_rows(8, 2, 2), "($8, $9), ($10, $11)");
+        assert_eq!(super::numbered_rows(1, 1, 3), "($1, $2, $3)");
     }
 }

@@ -9,16 +9,22 @@
 //! one `fsync` covers the whole group, and durability is unchanged: no caller hears
 //! "done" before its write is on disk.
 //!
-//! Each write is as atomic as it was alone: one statement is, and a write of several
-//! statements opens its own transaction, which inside the group is a savepoint. A write
-//! that fails leaves nothing behind and does not touch the others; if the group's commit
-//! fails, every write in it reports the failure.
+//! Each write is as atomic as it was alone. One statement is by itself (SQLite undoes a
+//! failed statement, not its transaction). A write of several statements is all or
+//! nothing without a savepoint of its own: the group runs them plainly, and if one such
+//! write fails, the writer rolls the whole group back and runs it again with a savepoint
+//! around each of them, so the failed write leaves nothing and the others are done as if
+//! alone. Failures are rare (a lost race for a unique row), so the usual group saves two
+//! round trips to the connection's worker thread per write. If the group's commit fails,
+//! every write in it reports the failure.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
@@ -29,16 +35,27 @@ const MAX_GROUP: usize = 256;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What a queued write hands back after running: its answer, sent once the group is on
-/// disk (with the commit's error instead, if that failed).
+/// Runs a queued write, keeping its result for the answer; true if it succeeded. Runs
+/// again if its group is rolled back and redone.
+type Run = Box<dyn for<'c> FnMut(&'c mut SqliteConnection) -> BoxFuture<'c, bool> + Send>;
+
+/// Sends the caller the kept result, once the group is on disk (or the group's error
+/// instead: it could not start, or its commit failed).
 type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-type Run = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Answer> + Send>;
+/// Whether a write can fail halfway and so needs undoing on its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Statements {
+    /// One statement, or several that manage their own transaction (a savepoint here).
+    One,
+    /// Several statements, all or nothing: undone by redoing the group (module docs).
+    Several,
+}
 
-/// A queued write: `run` it, or `fail` it without running when its group cannot start.
 struct Job {
     run: Run,
-    fail: Box<dyn FnOnce(StoreError) + Send>,
+    answer: Answer,
+    statements: Statements,
 }
 
 enum Message {
@@ -62,36 +79,43 @@ impl Writer {
     }
 
     /// Runs `write` on the writer's connection inside the current group; answers once the
-    /// group is committed. `write` owns what it uses: it runs on the writer's task.
-    pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
+    /// group is committed. `write` owns what it uses (it runs on the writer's task) and
+    /// may run twice (when its group is redone): each run starts from the same database.
+    pub(crate) async fn write<T, F>(
+        &self,
+        statements: Statements,
+        mut write: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+        F: for<'c> FnMut(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
             + Send
             + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        // Shared by `run` and `fail`; whichever the writer calls takes it.
-        let reply = std::sync::Arc::new(std::sync::Mutex::new(Some(reply)));
-        let fail_reply = reply.clone();
-        let send = |reply: &std::sync::Mutex<Option<oneshot::Sender<_>>>, result| {
-            let sender = reply.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(sender) = sender {
-                let _ = sender.send(result);
-            }
-        };
+        let result = Arc::new(Mutex::new(None::<Result<T, StoreError>>));
+        let kept = result.clone();
         let job = Job {
             run: Box::new(move |connection| {
+                let future = write(connection);
+                let result = result.clone();
                 Box::pin(async move {
-                    let result = write(connection).await;
-                    Box::new(move |committed: Result<(), StoreError>| {
-                        // A write that failed keeps its own error; one that ran is only
-                        // as good as the commit that carries it.
-                        send(&reply, result.and_then(|value| committed.map(|()| value)));
-                    }) as Answer
+                    let outcome = future.await;
+                    let ok = outcome.is_ok();
+                    *lock(&result) = Some(outcome);
+                    ok
                 })
             }),
-            fail: Box::new(move |error| send(&fail_reply, Err(error))),
+            answer: Box::new(move |group: Result<(), StoreError>| {
+                // A write that failed keeps its own error; one that ran is only as good as
+                // the commit that carries it; one that never ran gets the group's error.
+                let outcome = match lock(&kept).take() {
+                    Some(outcome) => outcome.and_then(|value| group.map(|()| value)),
+                    None => Err(group.err().unwrap_or_else(stopped)),
+                };
+                let _ = reply.send(outcome);
+            }),
+            statements,
         };
         self.queue
             .send(Message::Write(job))
@@ -140,28 +164,51 @@ async fn run(mut connection: SqliteConnection, mut inbox: mpsc::UnboundedReceive
     }
 }
 
-/// Runs one group in one transaction; if it cannot start (another process held the
-/// write lock past the busy timeout), every write in the group fails with that error.
-async fn commit_group(connection: &mut SqliteConnection, group: Vec<Job>) {
-    let mut transaction = match connection.begin_with("BEGIN IMMEDIATE").await.db() {
-        Ok(transaction) => transaction,
-        Err(error) => {
-            tracing::warn!(%error, writes = group.len(), "could not start a write transaction");
-            for job in group {
-                (job.fail)(error.clone());
-            }
-            return;
-        }
-    };
-    let mut answers = Vec::with_capacity(group.len());
-    for job in group {
-        answers.push((job.run)(&mut transaction).await);
-    }
-    let committed = transaction.commit().await.db();
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs one group in one transaction and answers every write in it. If the group cannot
+/// start (another process held the write lock past the busy timeout), every write in it
+/// fails with that error.
+async fn commit_group(connection: &mut SqliteConnection, mut group: Vec<Job>) {
+    let committed = run_group(connection, &mut group).await;
     if let Err(error) = &committed {
-        tracing::warn!(%error, writes = answers.len(), "a group commit failed");
+        tracing::warn!(%error, writes = group.len(), "a group of writes failed");
     }
-    for answer in answers {
-        answer(committed.clone());
+    for job in group {
+        (job.answer)(committed.clone());
     }
+}
+
+/// Runs the group's writes inside `BEGIN IMMEDIATE` and commits them.
+async fn run_group(connection: &mut SqliteConnection, group: &mut [Job]) -> Result<(), StoreError> {
+    let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await.db()?;
+    let mut redo = false;
+    for job in group.iter_mut() {
+        if !(job.run)(&mut transaction).await && job.statements == Statements::Several {
+            redo = true;
+            break;
+        }
+    }
+    if !redo {
+        return transaction.commit().await.db();
+    }
+    // A write of several statements failed halfway: start again, each such write under
+    // a savepoint it can be rolled back to alone.
+    transaction.rollback().await.db()?;
+    let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await.db()?;
+    for job in group.iter_mut() {
+        if job.statements == Statements::One {
+            (job.run)(&mut transaction).await;
+            continue;
+        }
+        let mut savepoint = transaction.begin().await.db()?;
+        if (job.run)(&mut savepoint).await {
+            savepoint.commit().await.db()?;
+        } else {
+            savepoint.rollback().await.db()?;
+        }
+    }
+    transaction.commit().await.db()
 }

@@ -58,6 +58,7 @@ store_tests!(
     oauth_logins_are_single_use_and_expire,
     user_accounts_are_found_only_for_their_owner,
     concurrent_writes_are_durable_when_answered_and_fail_alone,
+    mixed_concurrent_writes_fail_alone,
 );
 
 #[tokio::test]
@@ -280,6 +281,98 @@ mod cases {
                 Err(StoreError::NotFound),
                 "the refused session {i} left no row"
             );
+        }
+    }
+
+    /// Writes of one statement and of several, failing and not, in the same groups: a
+    /// wallet whose account insert fails (after the wallet row went in) leaves neither,
+    /// a user with a taken id is refused, and every other write is stored whole.
+    pub async fn mixed_concurrent_writes_fail_alone(store: Store) {
+        seed_app(&store, "app_mix").await;
+        for i in 0..30 {
+            seed_user(&store, "app_mix", &format!("usr_mix_{i}")).await;
+        }
+        let owner = wallet("wal_owner", "app_mix", "usr_mix_0", b"rec");
+        let taken = account("acc_taken", "wal_owner", "app_mix", "local", 0);
+        store
+            .create_wallet_with_accounts(&owner, &[taken])
+            .await
+            .unwrap();
+        let mut wallets = Vec::new();
+        let mut users = Vec::new();
+        for i in 1..30 {
+            let wallet_store = store.clone();
+            wallets.push(tokio::spawn(async move {
+                // Every third wallet's second account takes an id already used.
+                let id = format!("wal_mix_{i}");
+                let first = account(&format!("acc_mix_{i}"), &id, "app_mix", "local", 0);
+                let second_id = if i % 3 == 0 {
+                    "acc_taken".to_string()
+                } else {
+                    format!("acc_mix_{i}_b")
+                };
+                let second = account(&second_id, &id, "app_mix", "base", 0);
+                let w = wallet(&id, "app_mix", &format!("usr_mix_{i}"), b"rec");
+                (
+                    i,
+                    wallet_store
+                        .create_wallet_with_accounts(&w, &[first, second])
+                        .await,
+                )
+            }));
+            let user_store = store.clone();
+            users.push(tokio::spawn(async move {
+                // Every fourth user reuses an existing id.
+                let id = if i % 4 == 0 {
+                    "usr_mix_1".to_string()
+                } else {
+                    format!("usr_new_{i}")
+                };
+                let user = User {
+                    id,
+                    app_id: "app_mix".into(),
+                    email: None,
+                    created_at: T0,
+                };
+                (i, user_store.create_user(&user).await)
+            }));
+        }
+        for task in wallets {
+            let (i, created) = task.await.unwrap();
+            let stored = store
+                .wallet_for_user("app_mix", &format!("usr_mix_{i}"))
+                .await;
+            let first = store.get_account("app_mix", &format!("acc_mix_{i}")).await;
+            if i % 3 == 0 {
+                assert_eq!(created, Err(StoreError::Conflict), "wallet {i}");
+                assert_eq!(stored, Ok(None), "refused wallet {i} left no row");
+                assert_eq!(first, Err(StoreError::NotFound), "nor its first account");
+            } else {
+                assert_eq!(created, Ok(()), "wallet {i}");
+                assert!(stored.unwrap().is_some(), "wallet {i} stored");
+                assert_eq!(
+                    store
+                        .list_accounts("app_mix", &format!("wal_mix_{i}"))
+                        .await
+                        .unwrap()
+                        .len(),
+                    2
+                );
+            }
+        }
+        for task in users {
+            let (i, created) = task.await.unwrap();
+            if i % 4 == 0 {
+                assert_eq!(created, Err(StoreError::Conflict), "user {i}");
+            } else {
+                assert_eq!(created, Ok(()), "user {i}");
+                assert!(
+                    store
+                        .get_user("app_mix", &format!("usr_new_{i}"))
+                        .await
+                        .is_ok()
+                );
+            }
         }
     }
 
