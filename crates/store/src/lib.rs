@@ -305,6 +305,10 @@ async fn connect_sqlite(url: &str) -> Result<(SqlitePool, SqliteConnectOptions),
         // WAL lets readers run beside the single writer. `synchronous` stays FULL (the
         // default): a committed wallet or outbox row must survive a power cut.
         options = options.journal_mode(SqliteJournalMode::Wal);
+        // sqlx pings a pooled connection before each use by default: for SQLite that is
+        // one more round trip to the connection's worker thread per query, and a
+        // connection to a local file does not go stale (a broken one fails its query).
+        pool = pool.test_before_acquire(false);
     }
     let pool = pool.connect_with(options.clone()).await.db()?;
     Ok((pool, options))
