@@ -574,9 +574,9 @@ function details(request: ApprovalRequest): { title: Key; body: Node[]; submit: 
       submit: "sign",
     };
   }
-  // sign_transaction
-  const { symbol, decimals } = nativeOf(request.network);
+  // sign_transaction: labels from the intent (checkTransactionApproval held them equal).
   const intent = request.intent;
+  const { symbol, decimals } = nativeOf(intent.network);
   const call = erc20Call(intent.data);
   const erc20 = call ? erc20Rows(call, intent.to, listedToken(intent.network, intent.chainId, intent.to), request.broadcast) : null;
   return {
@@ -584,11 +584,11 @@ function details(request: ApprovalRequest): { title: Key; body: Node[]; submit: 
     body: [
       ...(erc20?.lead ?? []),
       dl(
-        row(t("from"), mono(request.address)),
-        row(t("network"), networkLabel(request.network)),
+        row(t("from"), mono(intent.from)),
+        row(t("network"), networkLabel(intent.network)),
         ...(erc20 ? erc20.rows : [row(t("to"), mono(intent.to))]),
         row(erc20 ? t("valueWithCall", { symbol }) : t("value"), mono(`${formatUnits(intent.value, decimals)} ${symbol}`)),
-        row(t("fee"), mono(`${formatUnits(request.maxFee, decimals)} ${symbol}`)),
+        row(t("fee"), mono(`${formatUnits(feeCap(intent).toString(), decimals)} ${symbol}`)),
         row(t("data"), intent.data === "0x" ? t("noData") : mono(intent.data.length > 74 ? `${intent.data.slice(0, 74)}… (${(intent.data.length - 2) / 2} bytes)` : intent.data)),
       ),
     ],
@@ -599,7 +599,48 @@ function details(request: ApprovalRequest): { title: Key; body: Node[]; submit: 
 function checkApprovalRequest(r: unknown): ApprovalRequest {
   if (!isObject(r) || typeof r.purpose !== "string" || typeof r.appId !== "string") throw new Error("malformed approval request");
   if (app && r.appId !== app.appId) throw new Error("the approval names another app");
-  return r as unknown as ApprovalRequest;
+  const request = r as unknown as ApprovalRequest;
+  if (request.purpose === "sign_transaction") checkTransactionApproval(request);
+  return request;
+}
+
+type TransactionApproval = Extract<ApprovalRequest, { purpose: "sign_transaction" }>;
+
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * A transaction's approval shows what its PIN envelope binds, and the envelope binds the
+ * intent's chain id, gas limit and fee caps, not the request's labels. The request comes
+ * from the host page: its network, sender and fee must agree with the intent, and the
+ * intent's network must be the operator's network with that chain id, or nothing is
+ * shown (a page could otherwise label a mainnet transfer "testnet", or show a small fee
+ * for a large fee cap).
+ */
+function checkTransactionApproval(r: TransactionApproval): void {
+  const i = r.intent as unknown;
+  if (
+    !isObject(i) ||
+    typeof i.network !== "string" ||
+    typeof i.chainId !== "number" ||
+    typeof i.from !== "string" ||
+    ![i.gasLimit, i.maxFeePerGas, r.maxFee].every((v) => typeof v === "string" && DECIMAL.test(v))
+  ) {
+    throw new Error("malformed transaction approval");
+  }
+  if (!app) throw new Error("the app's networks are not loaded");
+  const network = app.networks.find((n) => n.id === i.network);
+  if (!network || network.chainId !== i.chainId || r.network !== i.network) {
+    throw new Error("the approval's network is not the transaction's chain");
+  }
+  if (typeof r.address !== "string" || r.address.toLowerCase() !== i.from.toLowerCase()) {
+    throw new Error("the approval's account is not the transaction's sender");
+  }
+  if (BigInt(r.maxFee) !== feeCap(r.intent)) throw new Error("the approval's fee is not the transaction's fee cap");
+}
+
+/** The most a transaction can pay in fees: gas limit × max fee per gas, both digested. */
+function feeCap(intent: TransactionApproval["intent"]): bigint {
+  return BigInt(intent.gasLimit) * BigInt(intent.maxFeePerGas);
 }
 
 async function approve(item: Incoming): Promise<void> {

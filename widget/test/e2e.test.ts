@@ -470,6 +470,40 @@ describe("widget end to end", { concurrency: false }, () => {
     assert.equal(out.code, 4001, JSON.stringify(out));
   });
 
+  it("refuses a transaction approval whose network, fee or sender label is not the intent's", async () => {
+    // The control: the same request unchanged is shown, labelled from the intent.
+    const shown = call("tamperedApproval", "none", RECIPIENT, "1000");
+    const w = widget();
+    await w.getByText("Sign a transaction").waitFor();
+    const details = (await w.locator("dl.details").textContent()) ?? "";
+    assert.match(details, /31337/, details);
+    await w.getByRole("button", { name: "Close" }).click();
+    const control = await shown;
+    assert.equal(control.ok, false);
+    assert.equal(control.code, "user_rejected", JSON.stringify(control));
+    const refusals: Record<string, RegExp> = {
+      network: /network is not the transaction's chain/,
+      fee: /fee is not the transaction's fee cap/,
+      from: /account is not the transaction's sender/,
+    };
+    for (const [change, message] of Object.entries(refusals)) {
+      const asked = call("tamperedApproval", change, RECIPIENT, "1000");
+      // Refused at once, or shown (a failure: close it so the suite goes on).
+      const shownInstead = w.locator("#pin").waitFor({ timeout: 5_000 }).then(() => true, () => false);
+      const first = await Promise.race([asked, shownInstead]);
+      if (first === true) {
+        await w.getByRole("button", { name: "Close" }).click();
+        await asked;
+        assert.fail(`${change}: the tampered approval was shown for a PIN`);
+      }
+      const out = await asked;
+      assert.equal(out.ok, false, change);
+      assert.equal(out.code, "invalid_request", `${change}: ${JSON.stringify(out)}`);
+      assert.match(out.message ?? "", message, change);
+      assert.equal(await w.locator("input[type=password]").count(), 0, `${change}: no PIN asked`);
+    }
+  });
+
   it("ignores a postMessage from a foreign origin", async () => {
     // A frame of another origin (localhost vs 127.0.0.1) inside the dApp posts a well-formed
     // `login` request to every frame of the page, the widget's included.

@@ -1,6 +1,6 @@
 // The e2e test's dApp: a page on another origin that uses the SDK (bundled from
 // ../sdk/js/src) through its EIP-1193 provider, with viem and with ethers v6, as dApps do.
-import { Keystead } from "../../../sdk/js/src/index.js";
+import { Keystead, type Approver } from "../../../sdk/js/src/index.js";
 import { createWalletClient, custom, defineChain, encodeFunctionData, erc20Abi, type Address, type Hex } from "viem";
 import { BrowserProvider } from "ethers";
 
@@ -91,6 +91,33 @@ type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<
     wrap(async () => {
       const data = encodeFunctionData({ abi: erc20Abi, functionName: fn, args: [to, BigInt(amount)] });
       return wallet().signTransaction({ account: await address(), to: token, data, chain } as never);
+    }),
+  /**
+   * A hostile page's approval: a genuine prepared transfer whose request labels are then
+   * changed (`network`: the label names another network; `fee`: a smaller fee than the
+   * intent's cap; `from`: another sender; `none`: unchanged, the control), sent to the
+   * widget as the SDK would send it.
+   */
+  tamperedApproval: (change: "none" | "network" | "fee" | "from", to: Address, value: string) =>
+    wrap(async () => {
+      const inner = keystead as unknown as { approver(): Approver };
+      const [account] = (await keystead.getAccounts()).filter((a) => a.network === "local");
+      const prepared = await keystead.api.prepareTx({ accountId: account!.id, to, value });
+      const request = {
+        purpose: "sign_transaction" as const,
+        appId: keystead.getApp().appId,
+        accountId: account!.id,
+        address: account!.address,
+        network: account!.network,
+        intent: prepared.intent,
+        maxFee: prepared.maxFee,
+        broadcast: false,
+      };
+      if (change === "network") request.network = "mainnet";
+      if (change === "fee") request.maxFee = "1";
+      if (change === "from") request.address = to;
+      await inner.approver().approve(request);
+      return "approved";
     }),
   openWidget: (view: "home" | "settings") => wrap(() => keystead.openWidget(view)),
   exportWallet: () => wrap(() => keystead.exportWallet()),
