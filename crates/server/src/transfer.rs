@@ -1,7 +1,8 @@
 //! EVM transactions: prepare (what the user approves), sign, and send through the
 //! outbox with a nonce reserved in the database.
 //!
-//! Sending, step by step, under the sending account's lock:
+//! Sending, step by step, under the sending account's lock (this server's, and on
+//! PostgreSQL the database's, so that every server sharing it takes turns):
 //! 1. an `Idempotency-Key` seen before returns the first transaction (same body) or
 //!    `idempotency_conflict` (another body), before anything else happens;
 //! 2. the next nonce is reserved in the database (never below the node's pending count);
@@ -10,7 +11,7 @@
 //!    marked `pending`.
 //!
 //! A refusal before the broadcast (wrong PIN, a refused node answer) gives the nonce
-//! back, so no gap is left. If the node cannot be reached after signing, or the server
+//! back, so no gap is left: under the lock it is always the last one handed out. If the node cannot be reached after signing, or the server
 //! dies between 4's store and broadcast, the outbox keeps the transaction and the
 //! tracker broadcasts it later: broadcasting the same signed bytes twice is harmless
 //! (same hash, same nonce), so nothing is lost or sent twice.
@@ -307,96 +308,103 @@ pub async fn send<R: CryptoRng + ?Sized>(
     unsigned(intent, 0)?;
 
     let _guard = state.account_locks.lock((chain_id, &sender)).await;
-    // A concurrent retry with the same key may have finished while this one waited.
-    if let Some(key) = idempotency_key
-        && let Some(existing) = state
-            .store
-            .find_tx_by_idempotency_key(app_id, user_id, key)
-            .await?
-    {
-        return replayed(existing, &request_hash);
-    }
-    let floor = client.pending_nonce(from).await?;
-    let nonce = state.store.reserve_nonce(chain_id, &sender, floor).await?;
-    let give_back = || async {
-        if let Err(e) = state.store.release_nonce(chain_id, &sender, nonce).await {
-            tracing::error!(error = %e, chain_id, nonce, "could not give a nonce back");
-        }
-    };
-    let tx = match unsigned(intent, nonce) {
-        Ok(tx) => tx,
-        Err(e) => {
-            give_back().await;
-            return Err(e);
-        }
-    };
-    let payload = SignPayload::Transaction {
-        intent: intent.approved(),
-        tx,
-    };
-    let signed = match wallet::sign(state, caller, &account, pin, payload, now).await {
-        Ok(signed) => signed,
-        Err(e) => {
-            give_back().await;
-            return Err(e);
-        }
-    };
-    let (Some(raw), Some(hash)) = (signed.signed_transaction, signed.transaction_hash) else {
-        give_back().await;
-        return Err(ApiError::internal(
-            "the enclave returned no signed transaction",
-        ));
-    };
-    let row = TxRow {
-        id: new_id(id_prefix::TRANSACTION, rng),
-        app_id: app_id.clone(),
-        user_id: user_id.clone(),
-        account_id: account.id.clone(),
-        network: intent.network.clone(),
-        chain_id,
-        from_address: from.to_checksum(None),
-        nonce,
-        hash: format!("0x{}", hex::encode(hash)),
-        raw,
-        status: TxStatus::Signed,
-        block_number: None,
-        error: None,
-        idempotency_key: idempotency_key.map(str::to_string),
-        request_hash: Some(request_hash.clone()),
-        created_at: now,
-        updated_at: now,
-    };
-    let mut row = match state.store.insert_signed_tx(row).await {
-        Ok(InsertTx::Inserted(row)) => row,
-        Ok(InsertTx::Existing(existing)) => {
-            give_back().await;
+    // The same account on every other server sharing the database (PostgreSQL).
+    let sender_lock = state.store.lock_sender(chain_id, &sender).await?;
+    let sent = async {
+        // A concurrent retry with the same key may have finished while this one waited.
+        if let Some(key) = idempotency_key
+            && let Some(existing) = state
+                .store
+                .find_tx_by_idempotency_key(app_id, user_id, key)
+                .await?
+        {
             return replayed(existing, &request_hash);
         }
-        Err(e) => {
+        let floor = client.pending_nonce(from).await?;
+        let nonce = state.store.reserve_nonce(chain_id, &sender, floor).await?;
+        let give_back = || async {
+            if let Err(e) = state.store.release_nonce(chain_id, &sender, nonce).await {
+                tracing::error!(error = %e, chain_id, nonce, "could not give a nonce back");
+            }
+        };
+        let tx = match unsigned(intent, nonce) {
+            Ok(tx) => tx,
+            Err(e) => {
+                give_back().await;
+                return Err(e);
+            }
+        };
+        let payload = SignPayload::Transaction {
+            intent: intent.approved(),
+            tx,
+        };
+        let signed = match wallet::sign(state, caller, &account, pin, payload, now).await {
+            Ok(signed) => signed,
+            Err(e) => {
+                give_back().await;
+                return Err(e);
+            }
+        };
+        let (Some(raw), Some(hash)) = (signed.signed_transaction, signed.transaction_hash) else {
             give_back().await;
-            return Err(e.into());
+            return Err(ApiError::internal(
+                "the enclave returned no signed transaction",
+            ));
+        };
+        let row = TxRow {
+            id: new_id(id_prefix::TRANSACTION, rng),
+            app_id: app_id.clone(),
+            user_id: user_id.clone(),
+            account_id: account.id.clone(),
+            network: intent.network.clone(),
+            chain_id,
+            from_address: from.to_checksum(None),
+            nonce,
+            hash: format!("0x{}", hex::encode(hash)),
+            raw,
+            status: TxStatus::Signed,
+            block_number: None,
+            error: None,
+            idempotency_key: idempotency_key.map(str::to_string),
+            request_hash: Some(request_hash.clone()),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut row = match state.store.insert_signed_tx(row).await {
+            Ok(InsertTx::Inserted(row)) => row,
+            Ok(InsertTx::Existing(existing)) => {
+                give_back().await;
+                return replayed(existing, &request_hash);
+            }
+            Err(e) => {
+                give_back().await;
+                return Err(e.into());
+            }
+        };
+        match client.send_raw(&row.raw).await {
+            Ok(_) => {
+                state.store.mark_broadcast(&row.id, now).await?;
+                row.status = TxStatus::Pending;
+            }
+            // It may or may not have reached the node: the outbox sends it again later.
+            Err(ChainError::Unavailable(cause)) => {
+                tracing::warn!(tx = %row.id, %cause, "broadcast failed; left in the outbox");
+            }
+            Err(refused) => {
+                tracing::info!(tx = %row.id, error = %refused, "node refused the transaction");
+                state
+                    .store
+                    .mark_failed(&row.id, &refused.to_string(), now)
+                    .await?;
+                give_back().await;
+                return Err(refused.into());
+            }
         }
-    };
-    match client.send_raw(&row.raw).await {
-        Ok(_) => {
-            state.store.mark_broadcast(&row.id, now).await?;
-            row.status = TxStatus::Pending;
-        }
-        // It may or may not have reached the node: the outbox sends it again later.
-        Err(ChainError::Unavailable(cause)) => {
-            tracing::warn!(tx = %row.id, %cause, "broadcast failed; left in the outbox");
-        }
-        Err(refused) => {
-            tracing::info!(tx = %row.id, error = %refused, "node refused the transaction");
-            state
-                .store
-                .mark_failed(&row.id, &refused.to_string(), now)
-                .await?;
-            give_back().await;
-            return Err(refused.into());
-        }
+        Ok(row)
     }
-    Ok(row)
+    .await;
+    sender_lock.release().await;
+    sent
 }
 
 /// One of the caller's transactions; a pending one's receipt is looked up on the way.

@@ -61,6 +61,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use error::StoreError;
+pub use nonces::SenderLock;
 pub use rows::{
     AccountRow, AccountWithRecord, App, AppKey, AppProvider, Identity, LoginUser, OAuthLogin,
     Session, TxRow, TxStatus, User, WalletRow,
@@ -179,6 +180,9 @@ pub struct Store {
     writer: Option<std::sync::Arc<writer::Writer>>,
     /// SQLite file databases: the file locked while migrating.
     migration_lock: Option<std::path::PathBuf>,
+    /// PostgreSQL: the connections that hold senders' locks ([`Store::lock_sender`]),
+    /// apart from the pool so that a send holding one can still run its queries.
+    sender_locks: Option<PgPool>,
 }
 
 impl Store {
@@ -188,6 +192,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut migration_lock = None;
         let mut writer = None;
+        let mut sender_locks = None;
         let pool = if url.starts_with("sqlite:") {
             if !is_in_memory(url) {
                 let options = SqliteConnectOptions::from_str(url).db()?;
@@ -207,6 +212,12 @@ impl Store {
             }
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            sender_locks = Some(
+                PgPoolOptions::new()
+                    .max_connections(nonces::SENDER_LOCK_CONNECTIONS)
+                    .connect_lazy(url)
+                    .db()?,
+            );
             Pool::Postgres(PgPoolOptions::new().connect(url).await.db()?)
         } else {
             return Err(StoreError::Database(
@@ -217,6 +228,7 @@ impl Store {
             pool,
             writer,
             migration_lock,
+            sender_locks,
         })
     }
 
@@ -263,6 +275,9 @@ impl Store {
             writer.stop().await;
         }
         with_pool!(self, |pool| pool.close().await);
+        if let Some(locks) = &self.sender_locks {
+            locks.close().await;
+        }
     }
 }
 

@@ -7,6 +7,70 @@ mod common;
 
 use common::TestDb;
 
+/// Two servers on one PostgreSQL database: a sender's lock taken by one holds the other
+/// off until released, or until dropped unreleased (its session closed); other senders
+/// are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_sender_locks_hold_across_servers() {
+    use std::time::Duration;
+    let db = TestDb::postgres().await;
+    let (a, b) = (db.store.clone(), db.second_server().await);
+    let sender = "0x00000000000000000000000000000000000000aa";
+    let held = a.lock_sender(31337, sender).await.unwrap();
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.lock_sender(31337, sender).await.unwrap() }
+    });
+    // Another account, or the same address on another chain, is free meanwhile.
+    let other = b.lock_sender(31337, "0x00000000000000000000000000000000000000bb");
+    tokio::time::timeout(Duration::from_secs(5), other)
+        .await
+        .expect("another sender is not held up")
+        .unwrap()
+        .release()
+        .await;
+    let other_chain = tokio::time::timeout(Duration::from_secs(5), b.lock_sender(1, sender));
+    other_chain
+        .await
+        .expect("another chain")
+        .unwrap()
+        .release()
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the second server waits for the first"
+    );
+    held.release().await;
+    let taken = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("taken once released")
+        .unwrap();
+    // Dropped without release (a cancelled send): the session closes and frees it.
+    drop(taken);
+    let again = tokio::time::timeout(Duration::from_secs(5), a.lock_sender(31337, sender));
+    again
+        .await
+        .expect("freed by the closed session")
+        .unwrap()
+        .release()
+        .await;
+    // A waiter cancelled while waiting leaves nothing held behind.
+    let held = a.lock_sender(31337, sender).await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_millis(200), b.lock_sender(31337, sender));
+    assert!(cancelled.await.is_err(), "still held");
+    held.release().await;
+    let after = tokio::time::timeout(Duration::from_secs(5), a.lock_sender(31337, sender));
+    after
+        .await
+        .expect("the cancelled waiter holds nothing")
+        .unwrap()
+        .release()
+        .await;
+    b.close().await;
+    db.finish().await;
+}
+
 /// For each case, a test on SQLite (`sqlite::NAME`) and one on PostgreSQL
 /// (`postgres::NAME`), each against a fresh, migrated database.
 macro_rules! store_tests {

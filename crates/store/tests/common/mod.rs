@@ -63,6 +63,18 @@ impl TestDb {
         }
     }
 
+    /// Another store on the same database, as a second server would open it.
+    pub async fn second_server(&self) -> Store {
+        let url = match &self.cleanup {
+            Cleanup::Sqlite { _dir } => format!(
+                "sqlite://{}?mode=rwc",
+                _dir.path().join("keystead.db").display()
+            ),
+            Cleanup::Postgres { admin_url, name } => database_url(admin_url, name),
+        };
+        Store::connect(&url).await.expect("connect a second store")
+    }
+
     /// Closes the store and drops the PostgreSQL database (a failed test leaves its
     /// database behind in the throwaway cluster, for inspection).
     pub async fn finish(self) {
