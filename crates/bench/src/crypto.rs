@@ -189,6 +189,18 @@ fn timed(service: &Arc<EnclaveService>, batches: Vec<Vec<Request>>) -> anyhow::R
 
 /// Measures the baseline: `per_thread` signatures on one thread, then as many on each of
 /// `cores` threads.
+/// The all-cores crypto-only rate alone, on a fresh in-process service: taken again right
+/// beside an HTTP window, so that the two are compared on the machine as it was then.
+pub fn all_cores(message: &[u8], per_thread: usize, cores: usize) -> anyhow::Result<CryptoRun> {
+    let mut f = fixture()?;
+    let warm = requests(&mut f, message, (per_thread / 10).max(1));
+    timed(&f.service, vec![warm])?;
+    let batches = (0..cores.max(1))
+        .map(|_| requests(&mut f, message, per_thread))
+        .collect();
+    timed(&f.service, batches)
+}
+
 pub fn measure(
     message: &[u8],
     per_thread: usize,

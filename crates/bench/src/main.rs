@@ -53,6 +53,8 @@ use crate::server::Server;
 
 const PIN: &str = "480927";
 const MESSAGE: &str = "hello keystead";
+/// The concurrency whose sign-message rate the crypto-only target compares.
+const SIGN_RATIO_CONCURRENCY: usize = 16;
 /// anvil's second development account: the recipient of every send.
 const RECIPIENT: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const SEND_VALUE_WEI: u64 = 1000;
@@ -326,6 +328,9 @@ struct Window {
 struct Report {
     windows: Vec<Window>,
     failures: Vec<String>,
+    /// The crypto-only rate on all cores, taken just before and just after the
+    /// sign-message window at concurrency 16 (the target's denominator).
+    crypto_beside_sign16: Vec<crypto::CryptoRun>,
 }
 
 impl Report {
@@ -510,6 +515,7 @@ fn main() -> anyhow::Result<()> {
             "serverLogBytes": log_bytes,
         },
         "cryptoOnly": baseline,
+        "cryptoOnlyBesideSignC16": report.crypto_beside_sign16,
         "windows": report.windows,
         "sends": extra,
         "memory": {"atRest": rest, "atRestAfterLoad": after},
@@ -756,6 +762,19 @@ async fn run(
         if !warm.errors.is_empty() {
             bail!("sign-message warm-up failed: {}", warm.errors[0]);
         }
+        let beside = |when: &str| -> anyhow::Result<crypto::CryptoRun> {
+            let run = tokio::task::block_in_place(|| {
+                crypto::all_cores(MESSAGE.as_bytes(), plan.crypto_per_thread, plan.cores)
+            })?;
+            println!(
+                "  crypto only {when} it, in process ({} threads) {:>8.0}/s  CPU {:.0} µs/op",
+                run.threads, run.per_s, run.cpu_us_per_op
+            );
+            Ok(run)
+        };
+        if c == SIGN_RATIO_CONCURRENCY {
+            report.crypto_beside_sign16.push(beside("just before")?);
+        }
         let out = measure(
             &mut report,
             &pids,
@@ -768,6 +787,9 @@ async fn run(
             sign,
         )
         .await;
+        if c == SIGN_RATIO_CONCURRENCY {
+            report.crypto_beside_sign16.push(beside("just after")?);
+        }
         if first_signature.is_none() {
             first_signature = out.outputs.first().cloned();
         }
@@ -1106,8 +1128,21 @@ fn print_summary(
 
     let per_s = |key: &str| report.window(key).map_or(0.0, |w| w.summary.per_s);
     let sign16 = per_s("sign_c16");
-    let ratio_all = sign16 / baseline.all_cores.per_s.max(1e-9);
-    let ratio_one = sign16 / baseline.one_thread.per_s.max(1e-9);
+    // The machine's speed drifts over a run (a shared VM): the denominator is the
+    // crypto-only rate taken right around the window, falling back to the run's start.
+    let beside = &report.crypto_beside_sign16;
+    let crypto_rate = if beside.is_empty() {
+        baseline.all_cores.per_s
+    } else {
+        beside.iter().map(|r| r.per_s).sum::<f64>() / beside.len() as f64
+    };
+    let ratio_all = sign16 / crypto_rate.max(1e-9);
+    let ratio_start = sign16 / baseline.all_cores.per_s.max(1e-9);
+    let around = beside
+        .iter()
+        .map(|r| format!("{:.0}", r.per_s))
+        .collect::<Vec<_>>()
+        .join(" and ");
     let p99_64 = report
         .window("sign_c64")
         .map_or(f64::NAN, |w| w.summary.p99_ms);
@@ -1116,10 +1151,11 @@ fn print_summary(
             name: "sign-message at concurrency 16 / crypto-only rate (all cores)",
             target: ">= 50%",
             measured: format!(
-                "{:.0}% ({sign16:.0}/s over {:.0}/s; over one thread {:.0}%)",
+                "{:.0}% ({sign16:.0}/s over {crypto_rate:.0}/s, the mean of {around}/s taken \
+                 beside the window; over the start-of-run rate {:.0}/s: {:.0}%)",
                 ratio_all * 100.0,
                 baseline.all_cores.per_s,
-                ratio_one * 100.0
+                ratio_start * 100.0
             ),
             met: ratio_all >= 0.5,
         },
