@@ -35,6 +35,20 @@ export function formatUnits(amount: string | bigint, decimals: number): string {
   return `${neg ? "-" : ""}${whole}${frac ? "." + frac : ""}`;
 }
 
+/**
+ * A balance to read at a glance: at most `places` decimals, rounded down (it never shows
+ * more than there is), `< 0.000001` for a smaller non-zero amount. Approvals show exact
+ * amounts with [`formatUnits`]; a balance's exact amount goes in its title.
+ */
+export function formatBalance(amount: string | bigint, decimals: number, places = 6): string {
+  const v = BigInt(amount);
+  if (v < 0n || decimals <= places) return formatUnits(v, decimals);
+  const step = 10n ** BigInt(decimals - places);
+  const shown = (v / step) * step;
+  if (shown === 0n && v > 0n) return `< ${formatUnits(step, decimals)}`;
+  return formatUnits(shown, decimals);
+}
+
 /** Decimal text to base units; null when it is not a plain non-negative number. */
 export function parseUnits(text: string, decimals: number): bigint | null {
   const m = /^\s*(\d*)(?:\.(\d*))?\s*$/.exec(text);

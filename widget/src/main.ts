@@ -27,7 +27,7 @@ import {
 import { operationsForApproval, type ApprovalRequest, type ApprovalRetry } from "../../sdk/js/src/approval.js";
 import { PROTOCOL, PROTOCOL_VERSION } from "../../sdk/js/src/channel.js";
 import { ApiClient, KeysteadError, type AppInfo, type PrepareResponse, type Session, type TxResponse } from "../../sdk/js/src/api.js";
-import { dl, formatUnits, h, parseUnits, row } from "./dom.js";
+import { dl, formatBalance, formatUnits, h, parseUnits, row } from "./dom.js";
 import { getLanguage, pickLanguage, setLanguage, t, type Key } from "./i18n.js";
 import { qrCanvas } from "./qr.js";
 
@@ -831,6 +831,12 @@ async function reveal(item: Incoming): Promise<void> {
 
 // open: home, receive, settings -----------------------------------------------------------
 
+/** A balance as shown (rounded down for reading) and exactly. */
+interface Balance {
+  text: string;
+  exact: string;
+}
+
 interface AccountView {
   id: string;
   network: string;
@@ -842,7 +848,10 @@ function openView(item: Incoming): void {
     (a): a is AccountView => isObject(a) && typeof a.id === "string" && typeof a.network === "string" && typeof a.address === "string",
   );
   /** Per account: the native balance, and the listed tokens' ("98.75 TST"), formatted. */
-  const balances = new Map<string, { native: string; tokens: Array<{ contract: string; text: string }> }>();
+  const balances = new Map<string, { native: Balance; tokens: Array<Balance & { contract: string }> }>();
+  /** A balance rounded for reading, the exact amount in its title. */
+  const balanceText = (b: Balance | undefined) =>
+    b ? h("span", { class: "balance", title: b.exact }, b.text) : t("balanceUnknown");
   const onClose = () => respond(item.id, { closed: true });
   const alive = () => current?.id === item.id;
   /** "flow": a send or settings action owns the screen. */
@@ -883,9 +892,9 @@ function openView(item: Incoming): void {
             { class: "account" },
             mono(a.address),
             dl(
-              row(t("balance"), balances.get(a.id)?.native ?? t("balanceUnknown")),
+              row(t("balance"), balanceText(balances.get(a.id)?.native)),
               ...(balances.get(a.id)?.tokens.length
-                ? [row(t("tokenBalances"), h("ul", { class: "tokens" }, ...balances.get(a.id)!.tokens.map((tk) => h("li", { "data-contract": tk.contract, title: tk.contract }, tk.text))))]
+                ? [row(t("tokenBalances"), h("ul", { class: "tokens" }, ...balances.get(a.id)!.tokens.map((tk) => h("li", { "data-contract": tk.contract, title: `${tk.exact} (${tk.contract})` }, tk.text))))]
                 : []),
             ),
             h(
@@ -964,7 +973,7 @@ function openView(item: Incoming): void {
           "form",
           { class: "send", novalidate: true },
           error ? h("p", { class: "error", role: "alert", id: "send-error" }, error) : null,
-          dl(row(t("from"), mono(a.address)), row(t("network"), networkLabel(a.network)), row(t("balance"), balances.get(a.id)?.native ?? t("balanceUnknown"))),
+          dl(row(t("from"), mono(a.address)), row(t("network"), networkLabel(a.network)), row(t("balance"), balanceText(balances.get(a.id)?.native))),
           h("label", { for: "send-to" }, t("sendTo")),
           to,
           h("label", { for: "send-amount" }, t("sendAmount", { symbol })),
@@ -1245,9 +1254,13 @@ function openView(item: Incoming): void {
     void Promise.all(
       accounts.map(async (a) => {
         const b = await api.getBalance(a.id);
+        const amount = (value: string, decimals: number, symbol: string): Balance => ({
+          text: `${formatBalance(value, decimals)} ${symbol}`,
+          exact: `${formatUnits(value, decimals)} ${symbol}`,
+        });
         balances.set(a.id, {
-          native: `${formatUnits(b.native.amount, b.native.decimals)} ${b.native.symbol}`,
-          tokens: (b.tokens ?? []).map((tk) => ({ contract: tk.contract, text: `${formatUnits(tk.amount, tk.decimals)} ${tk.symbol}` })),
+          native: amount(b.native.amount, b.native.decimals, b.native.symbol),
+          tokens: (b.tokens ?? []).map((tk) => ({ contract: tk.contract, ...amount(tk.amount, tk.decimals, tk.symbol) })),
         });
       }),
     ).then(() => {

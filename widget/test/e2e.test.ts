@@ -541,10 +541,16 @@ describe("widget end to end", { concurrency: false }, () => {
   });
 
   it("home, receive (QR), settings, in English and Korean", async () => {
+    await rpc("anvil_setBalance", [account, `0x${(9_123456_789012_345678n).toString(16)}`]);
     const opened = call("openWidget", "home");
     const w = widget();
     await w.getByText("Your wallet").waitFor();
     await w.getByText(account).waitFor();
+    // The balance is rounded down to 6 decimals for reading; its title is the exact amount.
+    const balance = w.locator(".account span.balance").first();
+    await balance.waitFor();
+    assert.equal(await balance.textContent(), "9.123456 ETH");
+    assert.equal(await balance.getAttribute("title"), "9.123456789012345678 ETH");
     // The listed token's balance (100 TST funded, 1.25 sent), from the balance endpoint.
     await w.locator("ul.tokens li", { hasText: "98.75 TST" }).waitFor();
     assert.equal(await w.locator("ul.tokens li").getAttribute("data-contract"), token);
