@@ -601,7 +601,33 @@ function checkApprovalRequest(r: unknown): ApprovalRequest {
   if (app && r.appId !== app.appId) throw new Error("the approval names another app");
   const request = r as unknown as ApprovalRequest;
   if (request.purpose === "sign_transaction") checkTransactionApproval(request);
+  if (request.purpose === "sign_typed_data") checkTypedDataApproval(request);
   return request;
+}
+
+/**
+ * Typed data signed for one chain can be replayed only there (EIP-712's domain
+ * `chainId`), so the network the approval names must be that chain, as wallets require
+ * of the active chain. The host page names the network; the typed data, which the
+ * digest covers, names the chain.
+ */
+function checkTypedDataApproval(r: Extract<ApprovalRequest, { purpose: "sign_typed_data" }>): void {
+  if (!app) throw new Error("the app's networks are not loaded");
+  const network = app.networks.find((n) => n.id === r.network);
+  if (!network) throw new Error("the approval names a network the app does not have");
+  const domain = isObject(r.typedData) && isObject(r.typedData.domain) ? r.typedData.domain : null;
+  if (!domain) throw new Error("malformed typed data");
+  const chainId = domain.chainId;
+  if (chainId === undefined || chainId === null) return;
+  let chain: bigint;
+  try {
+    chain = BigInt(chainId as string | number | bigint);
+  } catch {
+    throw new Error("the typed data's domain chainId is not a number");
+  }
+  if (chain !== BigInt(network.chainId)) {
+    throw new Error(`the typed data is for chain ${chain}, not the account's network (${network.chainId})`);
+  }
 }
 
 type TransactionApproval = Extract<ApprovalRequest, { purpose: "sign_transaction" }>;

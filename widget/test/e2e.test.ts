@@ -470,7 +470,7 @@ describe("widget end to end", { concurrency: false }, () => {
     assert.equal(out.code, 4001, JSON.stringify(out));
   });
 
-  it("refuses a transaction approval whose network, fee or sender label is not the intent's", async () => {
+  it("refuses a transaction approval whose network, fee or sender label is not the intent's, and typed data for another chain", async () => {
     // The control: the same request unchanged is shown, labelled from the intent.
     const shown = call("tamperedApproval", "none", RECIPIENT, "1000");
     const w = widget();
@@ -502,6 +502,17 @@ describe("widget end to end", { concurrency: false }, () => {
       assert.match(out.message ?? "", message, change);
       assert.equal(await w.locator("input[type=password]").count(), 0, `${change}: no PIN asked`);
     }
+    // Typed data for another chain than the account's network (mainnet's 1 on `local`).
+    const asked = call("typedDataForChain", TYPED, 1);
+    const shownInstead = w.locator("#pin").waitFor({ timeout: 5_000 }).then(() => true, () => false);
+    if ((await Promise.race([asked, shownInstead])) === true) {
+      await w.getByRole("button", { name: "Close" }).click();
+      await asked;
+      assert.fail("typed data for another chain was shown for a PIN");
+    }
+    const out = await asked;
+    assert.equal(out.code, "invalid_request", JSON.stringify(out));
+    assert.match(out.message ?? "", /typed data is for chain 1, not the account's network \(31337\)/);
   });
 
   it("ignores a postMessage from a foreign origin", async () => {

@@ -119,6 +119,21 @@ type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<
       await inner.approver().approve(request);
       return "approved";
     }),
+  /** A hostile page's typed-data approval for `chainId`, sent past the provider's check. */
+  typedDataForChain: (typedData: TypedArgs, chainId: number) =>
+    wrap(async () => {
+      const inner = keystead as unknown as { approver(): Approver };
+      const [account] = (await keystead.getAccounts()).filter((a) => a.network === "local");
+      await inner.approver().approve({
+        purpose: "sign_typed_data",
+        appId: keystead.getApp().appId,
+        accountId: account!.id,
+        address: account!.address,
+        network: account!.network,
+        typedData: { ...typedData, domain: { ...typedData.domain, chainId } } as never,
+      });
+      return "approved";
+    }),
   openWidget: (view: "home" | "settings") => wrap(() => keystead.openWidget(view)),
   exportWallet: () => wrap(() => keystead.exportWallet()),
 };
