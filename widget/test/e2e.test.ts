@@ -164,6 +164,25 @@ function call<T = unknown>(fn: string, ...args: unknown[]): Promise<{ ok: boolea
   return page.evaluate(([f, a]) => (window as unknown as Record<string, Record<string, (...x: unknown[]) => Promise<never>>>).dapp[f as string]!(...(a as unknown[])), [fn, args] as const);
 }
 
+/**
+ * Waits for a hostile approval to be refused with `invalid_request` and `message`, and
+ * fails if the widget shows it for a PIN instead (closing it so the suite goes on).
+ */
+async function refusedWithoutPin(asked: ReturnType<typeof call>, what: string, message: RegExp): Promise<void> {
+  const w = widget();
+  const shownInstead = w.locator("#pin").waitFor({ timeout: 5_000 }).then(() => true, () => false);
+  if ((await Promise.race([asked, shownInstead])) === true) {
+    await w.getByRole("button", { name: "Close" }).click();
+    await asked;
+    assert.fail(`${what}: the approval was shown for a PIN`);
+  }
+  const out = await asked;
+  assert.equal(out.ok, false, what);
+  assert.equal(out.code, "invalid_request", `${what}: ${JSON.stringify(out)}`);
+  assert.match(out.message ?? "", message, what);
+  assert.equal(await w.locator("input[type=password]").count(), 0, `${what}: no PIN asked`);
+}
+
 async function enterPin(pin: string, button?: RegExp): Promise<void> {
   const w = widget();
   await w.locator("#pin").fill(pin);
@@ -487,32 +506,14 @@ describe("widget end to end", { concurrency: false }, () => {
       from: /account is not the transaction's sender/,
     };
     for (const [change, message] of Object.entries(refusals)) {
-      const asked = call("tamperedApproval", change, RECIPIENT, "1000");
-      // Refused at once, or shown (a failure: close it so the suite goes on).
-      const shownInstead = w.locator("#pin").waitFor({ timeout: 5_000 }).then(() => true, () => false);
-      const first = await Promise.race([asked, shownInstead]);
-      if (first === true) {
-        await w.getByRole("button", { name: "Close" }).click();
-        await asked;
-        assert.fail(`${change}: the tampered approval was shown for a PIN`);
-      }
-      const out = await asked;
-      assert.equal(out.ok, false, change);
-      assert.equal(out.code, "invalid_request", `${change}: ${JSON.stringify(out)}`);
-      assert.match(out.message ?? "", message, change);
-      assert.equal(await w.locator("input[type=password]").count(), 0, `${change}: no PIN asked`);
+      await refusedWithoutPin(call("tamperedApproval", change, RECIPIENT, "1000"), change, message);
     }
     // Typed data for another chain than the account's network (mainnet's 1 on `local`).
-    const asked = call("typedDataForChain", TYPED, 1);
-    const shownInstead = w.locator("#pin").waitFor({ timeout: 5_000 }).then(() => true, () => false);
-    if ((await Promise.race([asked, shownInstead])) === true) {
-      await w.getByRole("button", { name: "Close" }).click();
-      await asked;
-      assert.fail("typed data for another chain was shown for a PIN");
-    }
-    const out = await asked;
-    assert.equal(out.code, "invalid_request", JSON.stringify(out));
-    assert.match(out.message ?? "", /typed data is for chain 1, not the account's network \(31337\)/);
+    await refusedWithoutPin(
+      call("typedDataForChain", TYPED, 1),
+      "typed data for chain 1",
+      /typed data is for chain 1, not the account's network \(31337\)/,
+    );
   });
 
   it("ignores a postMessage from a foreign origin", async () => {
