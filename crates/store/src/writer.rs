@@ -20,11 +20,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
-use std::sync::{Arc, Mutex};
-
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
