@@ -857,6 +857,18 @@ async function reveal(item: Incoming): Promise<void> {
 
 // open: home, receive, settings -----------------------------------------------------------
 
+/** What the send screen can send: the network's coin, or a listed token (`contract`). */
+interface SendAsset {
+  symbol: string;
+  decimals: number;
+  contract?: string;
+}
+
+/** ERC-20 `transfer(to, amount)` call data, lowercase hex. */
+function erc20TransferData(to: string, amount: bigint): string {
+  return `0xa9059cbb${to.slice(2).toLowerCase().padStart(64, "0")}${amount.toString(16).padStart(64, "0")}`;
+}
+
 /** A balance as shown (rounded down for reading) and exactly. */
 interface Balance {
   text: string;
@@ -988,6 +1000,13 @@ function openView(item: Incoming): void {
     const appId = app.appId;
     view = "flow";
     const { symbol, decimals } = nativeOf(a.network);
+    // What this account can send: the network's coin, and the tokens the operator lists
+    // for the network (from the widget's own /v1/app).
+    const assets: SendAsset[] = [
+      { symbol, decimals },
+      ...(app.networks.find((n) => n.id === a.network)?.tokens ?? []).map((tk) => ({ symbol: tk.symbol, decimals: tk.decimals, contract: getAddress(tk.contract) })),
+    ];
+    let asset = assets[0]!;
     let toText = "";
     let amountText = "";
 
@@ -995,14 +1014,33 @@ function openView(item: Incoming): void {
       const showForm = () => {
         const to = h("input", { id: "send-to", name: "to", type: "text", autocomplete: "off", spellcheck: "false", required: true, value: toText, placeholder: "0x…", autofocus: true });
         const amount = h("input", { id: "send-amount", name: "amount", type: "text", inputmode: "decimal", autocomplete: "off", required: true, value: amountText, placeholder: "0.0" });
+        const choice =
+          assets.length > 1
+            ? h(
+                "select",
+                {
+                  id: "send-asset",
+                  onchange: (e: Event) => {
+                    asset = assets[Number((e.target as HTMLSelectElement).value)] ?? assets[0]!;
+                    toText = to.value;
+                    amountText = amount.value;
+                    showForm();
+                  },
+                },
+                ...assets.map((x, n) => h("option", { value: String(n), selected: x === asset }, x.symbol)),
+              )
+            : null;
+        const held = asset.contract ? balances.get(a.id)?.tokens.find((tk) => tk.contract.toLowerCase() === asset.contract!.toLowerCase()) : balances.get(a.id)?.native;
         const f = h(
           "form",
           { class: "send", novalidate: true },
           error ? h("p", { class: "error", role: "alert", id: "send-error" }, error) : null,
-          dl(row(t("from"), mono(a.address)), row(t("network"), networkLabel(a.network)), row(t("balance"), balanceText(balances.get(a.id)?.native))),
+          dl(row(t("from"), mono(a.address)), row(t("network"), networkLabel(a.network)), row(t("balance"), balanceText(held))),
+          choice ? h("label", { for: "send-asset" }, t("sendAsset")) : null,
+          choice,
           h("label", { for: "send-to" }, t("sendTo")),
           to,
-          h("label", { for: "send-amount" }, t("sendAmount", { symbol })),
+          h("label", { for: "send-amount" }, t("sendAmount", { symbol: asset.symbol })),
           amount,
           h("div", { class: "actions" }, h("button", { type: "button", onclick: toHome }, t("back")), h("button", { type: "submit", class: "primary" }, t("continue"))),
         );
@@ -1011,27 +1049,37 @@ function openView(item: Incoming): void {
           toText = to.value.trim();
           amountText = amount.value.trim();
           if (!isAddress(toText, { strict: false })) return form(t("sendBadAddress"));
-          const value = parseUnits(amountText, decimals);
-          if (value === null || value <= 0n) return form(t("sendBadAmount"));
-          void prepare(getAddress(toText), value);
+          const value = parseUnits(amountText, asset.decimals);
+          if (value === null || value <= 0n || value > MAX_UINT256) return form(t("sendBadAmount"));
+          void prepare(getAddress(toText), value, asset);
         });
         render(t("sendTitle"), [f], { onClose }, showForm);
       };
       showForm();
     };
 
-    const prepare = async (to: string, value: bigint) => {
+    const prepare = async (to: string, amount: bigint, what: SendAsset) => {
       working();
+      // A token moves by a call to its contract (ERC-20 `transfer`) carrying no ETH.
+      const wanted = what.contract
+        ? { to: what.contract, value: "0", data: erc20TransferData(to, amount) }
+        : { to, value: amount.toString(), data: "0x" };
       let prepared: PrepareResponse;
       try {
-        prepared = await api.prepareTx({ accountId: a.id, to, value: value.toString() });
+        prepared = await api.prepareTx({ accountId: a.id, to: wanted.to, value: wanted.value, ...(what.contract ? { data: wanted.data } : {}) });
       } catch (e) {
         if (alive()) form(describeError(errorOf(e)));
         return;
       }
       if (!alive()) return;
       const i = prepared.intent;
-      if (i.to.toLowerCase() !== to.toLowerCase() || i.value !== value.toString() || i.from.toLowerCase() !== a.address.toLowerCase() || i.network !== a.network) {
+      if (
+        i.to.toLowerCase() !== wanted.to.toLowerCase() ||
+        i.value !== wanted.value ||
+        i.data.toLowerCase() !== wanted.data ||
+        i.from.toLowerCase() !== a.address.toLowerCase() ||
+        i.network !== a.network
+      ) {
         form(t("failed", { message: "the prepared transaction differs from the one entered" }));
         return;
       }
@@ -1051,13 +1099,16 @@ function openView(item: Incoming): void {
       // The approval exactly as the SDK would ask it: the intent as prepared, its fee cap.
       const request: ApprovalRequest = { purpose: "sign_transaction", appId, accountId: a.id, address: a.address, network: a.network, intent: i, maxFee: prepared.maxFee, broadcast: true };
       const op = operationsForApproval(request)[0]!;
+      // A token transfer reads as one (amount, recipient, contract), as in approvals.
+      const call = erc20Call(i.data);
+      const token = call ? erc20Rows(call, i.to, listedToken(i.network, i.chainId, i.to), true) : null;
       const showReview = () =>
         render(t("sendReviewTitle"), [
+          ...(token?.lead ?? []),
           dl(
             row(t("from"), mono(i.from)),
             row(t("network"), networkLabel(a.network)),
-            row(t("to"), mono(i.to)),
-            row(t("value"), mono(`${formatUnits(i.value, decimals)} ${symbol}`)),
+            ...(token ? token.rows : [row(t("to"), mono(i.to)), row(t("value"), mono(`${formatUnits(i.value, decimals)} ${symbol}`))]),
             row(t("fee"), h("span", { id: "send-fee" }, mono(`${formatUnits(prepared.maxFee, decimals)} ${symbol}`)), h("br"), h("span", { class: "muted", id: "send-fee-cap" }, t("feeCap", { gas: i.gasLimit, gwei: formatUnits(i.maxFeePerGas, 9) }))),
           ),
           h("h2", {}, t("enterPinTitle")),

@@ -637,6 +637,34 @@ describe("widget end to end", { concurrency: false }, () => {
     assert.equal((await opened).ok, true);
   });
 
+  it("sends a listed token from the widget's own send screen; balanceOf moves", async () => {
+    const before = await tokenBalance(token, SEND_TO);
+    const opened = call("openWidget", "home");
+    const w = widget();
+    await w.getByText("Your wallet").waitFor();
+    await w.locator("ul.tokens li", { hasText: "TST" }).waitFor();
+    await w.getByRole("button", { name: "Send", exact: true }).click();
+    await w.locator("#send-asset").selectOption({ label: "TST" });
+    await w.getByText("Amount (TST)").waitFor();
+    assert.match((await w.locator("dl.details").textContent()) ?? "", /98\.75 TST/);
+    await w.locator("#send-to").fill(SEND_TO);
+    await w.locator("#send-amount").fill("0.5");
+    await w.getByRole("button", { name: "Continue" }).click();
+    await w.getByText("Check and send").waitFor();
+    assert.equal(await w.locator("#tx-summary").textContent(), "Send 0.5 TST");
+    const shown = (await w.locator("dl.details").textContent()) ?? "";
+    assert.ok(shown.includes(SEND_TO) && shown.toLowerCase().includes(token.toLowerCase()), shown);
+    assert.match((await w.locator("#send-fee").textContent()) ?? "", /^\d+(\.\d+)? ETH$/);
+    await shot("24-send-token-review");
+    await enterPin(pin, /^Send$/);
+    await w.locator('#tx-status[data-status="confirmed"]').waitFor({ timeout: 60_000 });
+    assert.equal(await tokenBalance(token, SEND_TO), before + 500_000n);
+    await w.locator("#tx-done").click();
+    await w.getByText("Your wallet").waitFor();
+    await w.getByRole("button", { name: "Close" }).click();
+    assert.equal((await opened).ok, true);
+  });
+
   it("changes the PIN from the widget's settings; the new PIN then signs", async () => {
     const opened = call("openWidget", "settings");
     const w = widget();
