@@ -26,7 +26,7 @@ import {
 } from "../../sdk/js/src/crypto.js";
 import { operationsForApproval, type ApprovalRequest, type ApprovalRetry } from "../../sdk/js/src/approval.js";
 import { PROTOCOL, PROTOCOL_VERSION } from "../../sdk/js/src/channel.js";
-import { ApiClient, KeysteadError, type AppInfo, type PrepareResponse, type Session, type TxResponse } from "../../sdk/js/src/api.js";
+import { ApiClient, KeysteadError, type Account, type AppInfo, type PrepareResponse, type Session, type TxResponse } from "../../sdk/js/src/api.js";
 import { dl, formatBalance, formatUnits, h, parseUnits, row } from "./dom.js";
 import { getLanguage, pickLanguage, setLanguage, t, type Key } from "./i18n.js";
 import { qrCanvas } from "./qr.js";
@@ -630,6 +630,31 @@ function checkTypedDataApproval(r: Extract<ApprovalRequest, { purpose: "sign_typ
   }
 }
 
+/** The user's accounts as the server lists them to this widget's own session. */
+let accountsSeen: { client: ApiClient; list: Account[] } | null = null;
+
+/**
+ * The account an approval shows must be one of the user's, with that address and network:
+ * the digest binds only the account id, and the address and network come from the host
+ * page. Checked when this widget has a session of its own (it signed the user in), against
+ * the server's list, read again when the id is not in the copy kept for the session.
+ */
+async function checkApprovalAccount(r: ApprovalRequest): Promise<void> {
+  if (r.purpose !== "sign_message" && r.purpose !== "sign_typed_data" && r.purpose !== "sign_transaction") return;
+  const api = apiClient();
+  if (!api) return;
+  const find = (list: Account[]) => list.find((x) => x.id === r.accountId);
+  let found = accountsSeen?.client === api ? find(accountsSeen.list) : undefined;
+  if (!found) {
+    const list = await api.getAccounts();
+    accountsSeen = { client: api, list };
+    found = find(list);
+  }
+  if (!found || typeof r.address !== "string" || found.address.toLowerCase() !== r.address.toLowerCase() || found.network !== r.network) {
+    throw new Error("the approval's account is not one of this user's");
+  }
+}
+
 type TransactionApproval = Extract<ApprovalRequest, { purpose: "sign_transaction" }>;
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
@@ -676,6 +701,11 @@ async function approve(item: Incoming): Promise<void> {
     request = checkApprovalRequest(item.payload.request);
   } catch (e) {
     return respondError(item.id, "invalid_request", safeMessage(e));
+  }
+  try {
+    await checkApprovalAccount(request);
+  } catch (e) {
+    return respondError(item.id, e instanceof KeysteadError ? e.code : "invalid_request", safeMessage(e));
   }
   const retry = isObject(item.payload.retry) ? (item.payload.retry as unknown as ApprovalRetry) : undefined;
   if (waitingFor === approvalId) waitingFor = null;

@@ -489,7 +489,7 @@ describe("widget end to end", { concurrency: false }, () => {
     assert.equal(out.code, 4001, JSON.stringify(out));
   });
 
-  it("refuses a transaction approval whose network, fee or sender label is not the intent's, and typed data for another chain", async () => {
+  it("refuses approvals whose labels are not what is signed: a transaction's network, fee or sender, another address, typed data for another chain", async () => {
     // The control: the same request unchanged is shown, labelled from the intent.
     const shown = call("tamperedApproval", "none", RECIPIENT, "1000");
     const w = widget();
@@ -508,6 +508,12 @@ describe("widget end to end", { concurrency: false }, () => {
     for (const [change, message] of Object.entries(refusals)) {
       await refusedWithoutPin(call("tamperedApproval", change, RECIPIENT, "1000"), change, message);
     }
+    // A message approval showing another address for the user's account.
+    await refusedWithoutPin(
+      call("messageShowing", RECIPIENT, "not mine"),
+      "another address",
+      /account is not one of this user's/,
+    );
     // Typed data for another chain than the account's network (mainnet's 1 on `local`).
     await refusedWithoutPin(
       call("typedDataForChain", TYPED, 1),

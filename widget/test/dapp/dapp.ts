@@ -119,6 +119,22 @@ type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<
       await inner.approver().approve(request);
       return "approved";
     }),
+  /** A hostile page's message approval showing `address` for the user's account. */
+  messageShowing: (address: Address, message: string) =>
+    wrap(async () => {
+      const inner = keystead as unknown as { approver(): Approver };
+      const [account] = (await keystead.getAccounts()).filter((a) => a.network === "local");
+      await inner.approver().approve({
+        purpose: "sign_message",
+        appId: keystead.getApp().appId,
+        accountId: account!.id,
+        address,
+        network: account!.network,
+        message: `0x${Array.from(new TextEncoder().encode(message), (b) => b.toString(16).padStart(2, "0")).join("")}`,
+        encoding: "utf8",
+      });
+      return "approved";
+    }),
   /** A hostile page's typed-data approval for `chainId`, sent past the provider's check. */
   typedDataForChain: (typedData: TypedArgs, chainId: number) =>
     wrap(async () => {
