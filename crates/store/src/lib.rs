@@ -44,6 +44,7 @@
 
 mod apps;
 mod error;
+mod inline;
 mod nonces;
 mod oauth;
 mod rows;
@@ -180,6 +181,8 @@ pub struct Store {
     writer: Option<std::sync::Arc<writer::Writer>>,
     /// SQLite file databases: the file locked while migrating.
     migration_lock: Option<std::path::PathBuf>,
+    /// SQLite file databases: connections for the hot reads, run on the calling thread.
+    inline: Option<std::sync::Arc<inline::InlineReader>>,
     /// PostgreSQL: the connections that hold senders' locks ([`Store::lock_sender`]),
     /// apart from the pool so that a send holding one can still run its queries.
     sender_locks: Option<PgPool>,
@@ -193,6 +196,7 @@ impl Store {
         let mut migration_lock = None;
         let mut writer = None;
         let mut sender_locks = None;
+        let mut inline = None;
         let pool = if url.starts_with("sqlite:") {
             if !is_in_memory(url) {
                 let options = SqliteConnectOptions::from_str(url).db()?;
@@ -208,6 +212,10 @@ impl Store {
             };
             let (pool, options) = connect_sqlite(url).await?;
             if !is_in_memory(url) {
+                inline = Some(std::sync::Arc::new(inline::InlineReader::open(
+                    options.get_filename(),
+                    SQLITE_BUSY_TIMEOUT,
+                )?));
                 writer = Some(std::sync::Arc::new(writer::Writer::start(options).await?));
             }
             Pool::Sqlite(pool)
@@ -229,6 +237,7 @@ impl Store {
             writer,
             migration_lock,
             sender_locks,
+            inline,
         })
     }
 

@@ -52,6 +52,12 @@ impl Store {
     /// The session with this id in this app, live or not (see [`Session::is_live`]).
     pub async fn get_session(&self, app_id: &str, id: &str) -> Result<Session, StoreError> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE app_id = $1 AND id = $2");
+        if let Some(reader) = &self.inline {
+            let params = rusqlite::params![app_id, id];
+            return reader
+                .optional(&sql, params, crate::inline::session)?
+                .ok_or(StoreError::NotFound);
+        }
         with_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(app_id)
             .bind(id)

@@ -120,6 +120,10 @@ impl Store {
              AS has_wallet FROM identities i \
              JOIN users u ON u.app_id = i.app_id AND u.id = i.user_id \
              WHERE i.app_id = $1 AND i.provider = $2 AND i.subject = $3";
+        if let Some(reader) = &self.inline {
+            let params = rusqlite::params![app_id, provider, subject];
+            return reader.optional(SQL, params, crate::inline::login_user);
+        }
         with_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(app_id)
             .bind(provider)

@@ -2,6 +2,7 @@
 //! accounts derived from them.
 
 use crate::error::DbResultExt;
+use crate::inline;
 use crate::{
     AccountRow, AccountWithRecord, Backend, Store, StoreError, WalletRow, with_pool, with_writer,
     with_writer_tx,
@@ -26,6 +27,21 @@ macro_rules! bind_account {
 const WALLET_COLUMNS: &str = "id, app_id, user_id, record, record_version, created_at, updated_at";
 const ACCOUNT_COLUMNS: &str =
     "id, wallet_id, app_id, network, family, address, path, idx, created_at";
+
+/// The query for an account (in [`ACCOUNT_COLUMNS`] order, then `extra` wallet columns)
+/// whose wallet is the user's: `$1` app, `$2` account id, `$3` user.
+fn user_account_sql(extra: &str) -> String {
+    let columns = ACCOUNT_COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}{extra} FROM accounts a JOIN wallets w \
+         ON w.app_id = a.app_id AND w.id = a.wallet_id \
+         WHERE a.app_id = $1 AND a.id = $2 AND w.user_id = $3"
+    )
+}
 
 /// `rows` parenthesized lists of `columns` numbered parameters each, from `$first` on:
 /// `($8, $9), ($10, $11)` for 8, 2, 2.
@@ -109,6 +125,9 @@ impl Store {
     ) -> Result<Option<WalletRow>, StoreError> {
         let sql =
             format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE app_id = $1 AND user_id = $2");
+        if let Some(reader) = &self.inline {
+            return reader.optional(&sql, rusqlite::params![app_id, user_id], inline::wallet);
+        }
         with_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(app_id)
             .bind(user_id)
@@ -217,8 +236,16 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<AccountWithRecord, StoreError> {
-        self.fetch_user_account(", w.record, w.record_version", app_id, user_id, id)
-            .await
+        const EXTRA: &str = ", w.record, w.record_version";
+        if let Some(reader) = &self.inline {
+            // One query per signature: on the calling thread (see `inline.rs`).
+            let sql = user_account_sql(EXTRA);
+            let params = rusqlite::params![app_id, id, user_id];
+            return reader
+                .optional(&sql, params, inline::account_with_record)?
+                .ok_or(StoreError::NotFound);
+        }
+        self.fetch_user_account(EXTRA, app_id, user_id, id).await
     }
 
     /// The account's columns (and `extra` wallet columns) if its wallet is `user_id`'s.
@@ -235,16 +262,7 @@ impl Store {
             + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
             + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     {
-        let columns = ACCOUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("a.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT {columns}{extra} FROM accounts a JOIN wallets w \
-             ON w.app_id = a.app_id AND w.id = a.wallet_id \
-             WHERE a.app_id = $1 AND a.id = $2 AND w.user_id = $3"
-        );
+        let sql = user_account_sql(extra);
         with_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(app_id)
             .bind(id)
