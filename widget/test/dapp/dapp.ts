@@ -1,6 +1,6 @@
 // The e2e test's dApp: a page on another origin that uses the SDK (bundled from
 // ../sdk/js/src) through its EIP-1193 provider, with viem and with ethers v6, as dApps do.
-import { Keystead, type Approver } from "../../../sdk/js/src/index.js";
+import { Keystead, type ApprovalRequest, type Approver } from "../../../sdk/js/src/index.js";
 import { createWalletClient, custom, defineChain, encodeFunctionData, erc20Abi, type Address, type Hex } from "viem";
 import { BrowserProvider } from "ethers";
 
@@ -59,6 +59,18 @@ function traced() {
   };
 }
 
+/** The user's account on `local` as an approval names it. */
+async function localAccountRef() {
+  const [account] = (await keystead.getAccounts()).filter((a) => a.network === "local");
+  return { appId: keystead.getApp().appId, accountId: account!.id, address: account!.address, network: account!.network };
+}
+
+/** Sends `request` to the widget as the SDK would, past the SDK's own checks (a hostile page). */
+async function approveDirectly(request: ApprovalRequest): Promise<string> {
+  await (keystead as unknown as { approver(): Approver }).approver().approve(request);
+  return "approved";
+}
+
 type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<{ name: string; type: string }>>; primaryType: string; message: Record<string, unknown> };
 
 (window as unknown as { dapp: unknown }).dapp = {
@@ -100,55 +112,25 @@ type TypedArgs = { domain: Record<string, unknown>; types: Record<string, Array<
    */
   tamperedApproval: (change: "none" | "network" | "fee" | "from", to: Address, value: string) =>
     wrap(async () => {
-      const inner = keystead as unknown as { approver(): Approver };
-      const [account] = (await keystead.getAccounts()).filter((a) => a.network === "local");
-      const prepared = await keystead.api.prepareTx({ accountId: account!.id, to, value });
-      const request = {
-        purpose: "sign_transaction" as const,
-        appId: keystead.getApp().appId,
-        accountId: account!.id,
-        address: account!.address,
-        network: account!.network,
-        intent: prepared.intent,
-        maxFee: prepared.maxFee,
-        broadcast: false,
-      };
+      const ref = await localAccountRef();
+      const prepared = await keystead.api.prepareTx({ accountId: ref.accountId, to, value });
+      const request = { ...ref, purpose: "sign_transaction" as const, intent: prepared.intent, maxFee: prepared.maxFee, broadcast: false };
       if (change === "network") request.network = "mainnet";
       if (change === "fee") request.maxFee = "1";
       if (change === "from") request.address = to;
-      await inner.approver().approve(request);
-      return "approved";
+      return approveDirectly(request);
     }),
   /** A hostile page's message approval showing `address` for the user's account. */
   messageShowing: (address: Address, message: string) =>
     wrap(async () => {
-      const inner = keystead as unknown as { approver(): Approver };
-      const [account] = (await keystead.getAccounts()).filter((a) => a.network === "local");
-      await inner.approver().approve({
-        purpose: "sign_message",
-        appId: keystead.getApp().appId,
-        accountId: account!.id,
-        address,
-        network: account!.network,
-        message: `0x${Array.from(new TextEncoder().encode(message), (b) => b.toString(16).padStart(2, "0")).join("")}`,
-        encoding: "utf8",
-      });
-      return "approved";
+      const hex = Array.from(new TextEncoder().encode(message), (b) => b.toString(16).padStart(2, "0")).join("");
+      return approveDirectly({ ...(await localAccountRef()), address, purpose: "sign_message", message: `0x${hex}`, encoding: "utf8" });
     }),
   /** A hostile page's typed-data approval for `chainId`, sent past the provider's check. */
   typedDataForChain: (typedData: TypedArgs, chainId: number) =>
     wrap(async () => {
-      const inner = keystead as unknown as { approver(): Approver };
-      const [account] = (await keystead.getAccounts()).filter((a) => a.network === "local");
-      await inner.approver().approve({
-        purpose: "sign_typed_data",
-        appId: keystead.getApp().appId,
-        accountId: account!.id,
-        address: account!.address,
-        network: account!.network,
-        typedData: { ...typedData, domain: { ...typedData.domain, chainId } } as never,
-      });
-      return "approved";
+      const domain = { ...typedData.domain, chainId };
+      return approveDirectly({ ...(await localAccountRef()), purpose: "sign_typed_data", typedData: { ...typedData, domain } as never });
     }),
   openWidget: (view: "home" | "settings") => wrap(() => keystead.openWidget(view)),
   exportWallet: () => wrap(() => keystead.exportWallet()),
