@@ -11,10 +11,11 @@
 //!    marked `pending`.
 //!
 //! A refusal before the broadcast (wrong PIN, a refused node answer) gives the nonce
-//! back, so no gap is left: under the lock it is always the last one handed out. If the node cannot be reached after signing, or the server
-//! dies between 4's store and broadcast, the outbox keeps the transaction and the
-//! tracker broadcasts it later: broadcasting the same signed bytes twice is harmless
-//! (same hash, same nonce), so nothing is lost or sent twice.
+//! back, so no gap is left: under the lock it is always the last one handed out. If the
+//! node cannot be reached after signing, or the server dies between 4's store and
+//! broadcast, the outbox keeps the transaction and the tracker broadcasts it later:
+//! broadcasting the same signed bytes twice is harmless (same hash, same nonce), so
+//! nothing is lost or sent twice.
 
 use std::sync::Arc;
 

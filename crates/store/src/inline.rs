@@ -73,6 +73,16 @@ impl InlineReader {
         })
     }
 
+    /// [`InlineReader::optional`], `NotFound` when there is no row.
+    pub(crate) fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.optional(sql, params, map)?.ok_or(StoreError::NotFound)
+    }
+
     /// Runs `read` on a free connection (or waits for one: each is held for one short
     /// query, never across an `.await`).
     pub(crate) fn read<T>(

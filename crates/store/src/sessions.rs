@@ -54,9 +54,7 @@ impl Store {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE app_id = $1 AND id = $2");
         if let Some(reader) = &self.inline {
             let params = rusqlite::params![app_id, id];
-            return reader
-                .optional(&sql, params, crate::inline::session)?
-                .ok_or(StoreError::NotFound);
+            return reader.one(&sql, params, crate::inline::session);
         }
         with_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(app_id)

@@ -1,6 +1,8 @@
 //! Wallets (one per app user; an opaque record with a compare-and-swap version) and the
 //! accounts derived from them.
 
+use std::sync::LazyLock;
+
 use crate::error::DbResultExt;
 use crate::inline;
 use crate::{
@@ -28,8 +30,14 @@ const WALLET_COLUMNS: &str = "id, app_id, user_id, record, record_version, creat
 const ACCOUNT_COLUMNS: &str =
     "id, wallet_id, app_id, network, family, address, path, idx, created_at";
 
+/// An account whose wallet is the user's (`$1` app, `$2` account id, `$3` user), and the
+/// same with its wallet's record and version: built once, they run on every signature.
+static USER_ACCOUNT_SQL: LazyLock<String> = LazyLock::new(|| user_account_sql(""));
+static USER_ACCOUNT_WITH_RECORD_SQL: LazyLock<String> =
+    LazyLock::new(|| user_account_sql(", w.record, w.record_version"));
+
 /// The query for an account (in [`ACCOUNT_COLUMNS`] order, then `extra` wallet columns)
-/// whose wallet is the user's: `$1` app, `$2` account id, `$3` user.
+/// whose wallet is the user's.
 fn user_account_sql(extra: &str) -> String {
     let columns = ACCOUNT_COLUMNS
         .split(", ")
@@ -225,7 +233,8 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<AccountRow, StoreError> {
-        self.fetch_user_account("", app_id, user_id, id).await
+        self.fetch_user_account(&USER_ACCOUNT_SQL, app_id, user_id, id)
+            .await
     }
 
     /// [`Store::get_user_account`] with its wallet's record and version, in one query
@@ -236,22 +245,19 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<AccountWithRecord, StoreError> {
-        const EXTRA: &str = ", w.record, w.record_version";
+        let sql = USER_ACCOUNT_WITH_RECORD_SQL.as_str();
         if let Some(reader) = &self.inline {
             // One query per signature: on the calling thread (see `inline.rs`).
-            let sql = user_account_sql(EXTRA);
             let params = rusqlite::params![app_id, id, user_id];
-            return reader
-                .optional(&sql, params, inline::account_with_record)?
-                .ok_or(StoreError::NotFound);
+            return reader.one(sql, params, inline::account_with_record);
         }
-        self.fetch_user_account(EXTRA, app_id, user_id, id).await
+        self.fetch_user_account(sql, app_id, user_id, id).await
     }
 
-    /// The account's columns (and `extra` wallet columns) if its wallet is `user_id`'s.
+    /// The row of `sql` (a [`user_account_sql`] query) for this account of `user_id`.
     async fn fetch_user_account<T>(
         &self,
-        extra: &str,
+        sql: &str,
         app_id: &str,
         user_id: &str,
         id: &str,
@@ -262,8 +268,7 @@ impl Store {
             + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
             + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     {
-        let sql = user_account_sql(extra);
-        with_pool!(self, |pool| sqlx::query_as(&sql)
+        with_pool!(self, |pool| sqlx::query_as(sql)
             .bind(app_id)
             .bind(id)
             .bind(user_id)
