@@ -426,13 +426,18 @@ function stopPopup(): void {
 
 // approve ----------------------------------------------------------------------------------
 
+/** The operator's network with this id, from the widget's own `/v1/app`. */
+function networkById(id: string): AppInfo["networks"][number] | undefined {
+  return app?.networks.find((x) => x.id === id);
+}
+
 function networkLabel(id: string): string {
-  const n = app?.networks.find((x) => x.id === id);
+  const n = networkById(id);
   return n ? `${n.name} (${n.chainId})` : id;
 }
 
 function nativeOf(id: string): { symbol: string; decimals: number } {
-  const n = app?.networks.find((x) => x.id === id);
+  const n = networkById(id);
   return { symbol: n?.symbol ?? "ETH", decimals: n?.decimals ?? 18 };
 }
 
@@ -498,9 +503,9 @@ function erc20Call(data: string): { kind: "transfer" | "approve"; address: strin
  * the intent's chain id is not that network's.
  */
 function listedToken(network: string, chainId: number, contract: string): { contract: string; symbol: string; decimals: number } | undefined {
-  const n = app?.networks.find((x) => x.id === network && x.chainId === chainId);
+  const n = networkById(network);
   const c = contract.toLowerCase();
-  return (n?.tokens ?? []).find((tk) => tk.contract.toLowerCase() === c);
+  return (n?.chainId === chainId ? n.tokens : []).find((tk) => tk.contract.toLowerCase() === c);
 }
 
 /** The rows (and warnings) for an ERC-20 `transfer` or `approve`. */
@@ -588,7 +593,7 @@ function details(request: ApprovalRequest): { title: Key; body: Node[]; submit: 
         row(t("network"), networkLabel(intent.network)),
         ...(erc20 ? erc20.rows : [row(t("to"), mono(intent.to))]),
         row(erc20 ? t("valueWithCall", { symbol }) : t("value"), mono(`${formatUnits(intent.value, decimals)} ${symbol}`)),
-        row(t("fee"), mono(`${formatUnits(feeCap(intent).toString(), decimals)} ${symbol}`)),
+        row(t("fee"), mono(`${formatUnits(feeCap(intent), decimals)} ${symbol}`)),
         row(t("data"), intent.data === "0x" ? t("noData") : mono(intent.data.length > 74 ? `${intent.data.slice(0, 74)}… (${(intent.data.length - 2) / 2} bytes)` : intent.data)),
       ),
     ],
@@ -613,7 +618,7 @@ function checkApprovalRequest(r: unknown): ApprovalRequest {
  */
 function checkTypedDataApproval(r: Extract<ApprovalRequest, { purpose: "sign_typed_data" }>): void {
   if (!app) throw new Error("the app's networks are not loaded");
-  const network = app.networks.find((n) => n.id === r.network);
+  const network = networkById(r.network);
   if (!network) throw new Error("the approval names a network the app does not have");
   const domain = isObject(r.typedData) && isObject(r.typedData.domain) ? r.typedData.domain : null;
   if (!domain) throw new Error("malformed typed data");
@@ -679,7 +684,7 @@ function checkTransactionApproval(r: TransactionApproval): void {
     throw new Error("malformed transaction approval");
   }
   if (!app) throw new Error("the app's networks are not loaded");
-  const network = app.networks.find((n) => n.id === i.network);
+  const network = networkById(i.network);
   if (!network || network.chainId !== i.chainId || r.network !== i.network) {
     throw new Error("the approval's network is not the transaction's chain");
   }
@@ -1034,7 +1039,7 @@ function openView(item: Incoming): void {
     // for the network (from the widget's own /v1/app).
     const assets: SendAsset[] = [
       { symbol, decimals },
-      ...(app.networks.find((n) => n.id === a.network)?.tokens ?? []).map((tk) => ({ symbol: tk.symbol, decimals: tk.decimals, contract: getAddress(tk.contract) })),
+      ...(networkById(a.network)?.tokens ?? []).map((tk) => ({ symbol: tk.symbol, decimals: tk.decimals, contract: getAddress(tk.contract) })),
     ];
     let asset = assets[0]!;
     let toText = "";
