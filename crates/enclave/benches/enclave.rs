@@ -518,8 +518,9 @@ fn main() {
     let bip32_only = || XPrv::derive_from_path(secret.seed(), &path).expect("derive");
     // bip32 uses k256 0.14 and alloy 0.13: the key crosses as 32 bytes, as in keys.rs.
     let child_key = Zeroizing::new(<[u8; 32]>::from(bip32_only().private_key().to_bytes()));
-    let to_signer = || PrivateKeySigner::from_slice(child_key.as_ref()).expect("signer");
-    let sign = || signer.sign_message_sync(MESSAGE).expect("sign");
+    let alloy_signer = PrivateKeySigner::from_slice(child_key.as_ref()).expect("signer");
+    let alloy_sign = || alloy_signer.sign_message_sync(MESSAGE).expect("sign");
+    let sign = || keystead_enclave::sign::sign_message(&signer, MESSAGE);
     let open = |s: Sealed| keystead_envelope::open_pin(&kp, &s).expect("open");
     let payload = open(seal_to_kp(&mut rng));
     let now = now_unix();
@@ -556,7 +557,7 @@ fn main() {
     time_n(plan.warmup, unseal);
     time_n(plan.warmup, derive);
     time_n(plan.warmup, bip32_only);
-    time_n(plan.warmup, to_signer);
+    time_n(plan.warmup, alloy_sign);
     time_n(plan.warmup, sign);
 
     let (sign_n, parts_n) = (plan.sign / plan.rounds, plan.parts / plan.rounds);
@@ -611,18 +612,18 @@ fn main() {
             "  (full 5-level path from seed, reference)",
             m,
         );
-        let m = time_n(parts_n, to_signer);
-        report.add(
-            "to_signer",
-            "sign parts",
-            "  and alloy signer from the key",
-            m,
-        );
         report.add(
             "secp256k1_sign",
             "sign parts",
-            "sign_message_sync (EIP-191)",
+            "sign::sign_message (EIP-191, k256 0.14)",
             time_n(parts_n, sign),
+        );
+        let m = time_n(parts_n, alloy_sign);
+        report.add(
+            "alloy_sign",
+            "sign parts",
+            "  (alloy's signer, k256 0.13, reference)",
+            m,
         );
     }
     let first = first_reply.expect("a reply");
@@ -856,7 +857,7 @@ fn print_ratios(report: &Report, plan: &Plan, client_seal_us: f64) -> Value {
     );
     let baselines = [
         (
-            "secp256k1 sign (sign_message_sync)",
+            "secp256k1 sign (sign::sign_message)",
             "secp256k1_sign",
             BASE_SECP256K1_SIGN,
         ),

@@ -2,22 +2,31 @@
 
 use std::fmt;
 
-use alloy_signer_local::PrivateKeySigner;
+use alloy_primitives::{Address, B256, Signature};
 use bip32::{ChildNumber, DerivationPath, ExtendedKey, ExtendedKeyAttrs, Prefix, XPrv};
 use hkdf::Hkdf;
-use sha2::Sha256;
+use hmac::{Hmac, Mac};
+use k256_signing::NonZeroScalar;
+use k256_signing::ecdsa::SigningKey;
+use sha2::{Sha256, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use keystead_enclave_proto::{ChainFamily, DerivedAccount};
 
 /// Bytes of BIP-39 entropy: 256 bits, a 24-word mnemonic.
 pub const ENTROPY_LEN: usize = 32;
-/// Format 2 adds the EVM account-level extended key; format 1 (without it) still opens.
-const SECRET_FORMAT: u8 = 2;
+/// Format 2 added the EVM account-level extended key, format 3 its public key; formats 1
+/// and 2 still open (the missing parts are derived once per opening).
+const SECRET_FORMAT: u8 = 3;
 const SECRET_V1_LEN: usize = 1 + ENTROPY_LEN + 64;
 /// depth, parent fingerprint, child number, chain code, private key.
 const PARENT_LEN: usize = 1 + 4 + 4 + 32 + 32;
-const SECRET_LEN: usize = SECRET_V1_LEN + PARENT_LEN;
+const SECRET_V2_LEN: usize = SECRET_V1_LEN + PARENT_LEN;
+/// The parent's compressed SEC1 public key.
+const PARENT_PUBLIC_LEN: usize = 33;
+const SECRET_LEN: usize = SECRET_V2_LEN + PARENT_PUBLIC_LEN;
+const CHAIN_CODE: std::ops::Range<usize> = 9..41;
+const PRIVATE_KEY: std::ops::Range<usize> = 41..PARENT_LEN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -41,14 +50,16 @@ pub fn mix_entropy(kms_random: &[u8], local_random: &[u8]) -> Zeroizing<[u8; ENT
 }
 
 /// What a wallet is: its BIP-39 entropy (for export), the seed derived from it (so that
-/// signing skips the 2048 PBKDF2 rounds) and the EVM account-level extended key
-/// `m/44'/60'/0'/0` (so that signing derives one level, not five). Only ever plaintext
-/// inside the enclave.
+/// signing skips the 2048 PBKDF2 rounds), the EVM account-level extended key
+/// `m/44'/60'/0'/0` (so that signing derives one level, not five) and that key's public
+/// key (so that the one level costs no elliptic-curve multiplication). Only ever
+/// plaintext inside the enclave.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct WalletSecret {
     entropy: [u8; ENTROPY_LEN],
     seed: [u8; 64],
     evm_parent: [u8; PARENT_LEN],
+    evm_parent_public: [u8; PARENT_PUBLIC_LEN],
 }
 
 impl fmt::Debug for WalletSecret {
@@ -80,13 +91,16 @@ impl WalletSecret {
     }
 
     fn from_parts(entropy: &[u8; ENTROPY_LEN], seed: &[u8; 64]) -> Result<Self, KeyError> {
-        let mut secret = Self {
+        Ok(Self::with_parent(entropy, seed, &Evm::derive_parent(seed)?))
+    }
+
+    fn with_parent(entropy: &[u8; ENTROPY_LEN], seed: &[u8; 64], parent: &XPrv) -> Self {
+        Self {
             entropy: *entropy,
             seed: *seed,
-            evm_parent: [0; PARENT_LEN],
-        };
-        secret.evm_parent = encode_xprv(&Evm::derive_parent(seed)?);
-        Ok(secret)
+            evm_parent: encode_xprv(parent),
+            evm_parent_public: parent.public_key().to_bytes(),
+        }
     }
 
     /// The 24 words, space-separated.
@@ -112,12 +126,14 @@ impl WalletSecret {
         out.extend_from_slice(&self.entropy);
         out.extend_from_slice(&self.seed);
         out.extend_from_slice(&self.evm_parent);
+        out.extend_from_slice(&self.evm_parent_public);
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, KeyError> {
         match (bytes.first(), bytes.len()) {
-            (Some(1), SECRET_V1_LEN) | (Some(&SECRET_FORMAT), SECRET_LEN) => {}
+            (Some(1), SECRET_V1_LEN) | (Some(2), SECRET_V2_LEN) => {}
+            (Some(&SECRET_FORMAT), SECRET_LEN) => {}
             _ => return Err(KeyError::MalformedSecret),
         }
         let mut entropy = Zeroizing::new([0u8; ENTROPY_LEN]);
@@ -127,12 +143,20 @@ impl WalletSecret {
         if bytes.len() == SECRET_V1_LEN {
             return Self::from_parts(&entropy, &seed);
         }
+        let mut parent = Zeroizing::new([0u8; PARENT_LEN]);
+        parent.copy_from_slice(&bytes[SECRET_V1_LEN..SECRET_V2_LEN]);
+        if bytes.len() == SECRET_V2_LEN {
+            return Ok(Self::with_parent(&entropy, &seed, &decode_xprv(&parent)?));
+        }
         let mut secret = Self {
             entropy: *entropy,
             seed: *seed,
-            evm_parent: [0; PARENT_LEN],
+            evm_parent: *parent,
+            evm_parent_public: [0; PARENT_PUBLIC_LEN],
         };
-        secret.evm_parent.copy_from_slice(&bytes[SECRET_V1_LEN..]);
+        secret
+            .evm_parent_public
+            .copy_from_slice(&bytes[SECRET_V2_LEN..]);
         Ok(secret)
     }
 
@@ -211,29 +235,86 @@ impl Evm {
             .map_err(|_| KeyError::Derivation)
     }
 
-    fn to_signer(key: &XPrv) -> Result<PrivateKeySigner, KeyError> {
-        // bip32 uses k256 0.14 and alloy 0.13: the key crosses as 32 bytes.
-        let bytes = Zeroizing::new(<[u8; 32]>::from(key.private_key().to_bytes()));
-        PrivateKeySigner::from_slice(bytes.as_ref()).map_err(|_| KeyError::Derivation)
+    /// BIP-32's non-hardened step from the sealed parent, on its stored public key:
+    /// `HMAC-SHA512(chain code, parent public key || index)`, whose left half added to
+    /// the parent's key is the child's. `bip32` would first rebuild the parent's public key
+    /// and then the child's, two multiplications a signature does not need; the result is
+    /// the same (tested against `bip32` for many indices), and so are its refusals.
+    fn child_key(secret: &WalletSecret, index: u32) -> Result<SigningKey, KeyError> {
+        let number = ChildNumber::new(index, false).map_err(|_| KeyError::Derivation)?;
+        let mut hmac = Hmac::<Sha512>::new_from_slice(&secret.evm_parent[CHAIN_CODE])
+            .expect("HMAC takes any key length");
+        hmac.update(&secret.evm_parent_public);
+        hmac.update(&number.to_bytes());
+        let mut tweak = Zeroizing::new([0u8; 32]);
+        tweak.copy_from_slice(&hmac.finalize().into_bytes()[..32]);
+        let scalar = |bytes: &[u8; 32]| {
+            Option::<NonZeroScalar>::from(NonZeroScalar::from_repr((*bytes).into()))
+                .map(Zeroizing::new)
+                .ok_or(KeyError::Derivation)
+        };
+        let mut parent_bytes = Zeroizing::new([0u8; 32]);
+        parent_bytes.copy_from_slice(&secret.evm_parent[PRIVATE_KEY]);
+        let (parent, tweak) = (scalar(&parent_bytes)?, scalar(&tweak)?);
+        let child =
+            Option::<NonZeroScalar>::from(NonZeroScalar::new(*parent.as_ref() + tweak.as_ref()))
+                .ok_or(KeyError::Derivation)?;
+        Ok(SigningKey::from(child))
+    }
+}
+
+/// One EVM account's signing key for the length of one request (zeroized when dropped),
+/// with its address.
+pub struct EvmSigner {
+    key: SigningKey,
+    address: Address,
+}
+
+impl fmt::Debug for EvmSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EvmSigner({})", self.address)
+    }
+}
+
+impl EvmSigner {
+    pub fn new(key: SigningKey) -> Self {
+        let point = key.verifying_key().to_sec1_point(false);
+        let address = Address::from_raw_public_key(&point.as_bytes()[1..]);
+        Self { key, address }
+    }
+
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// A low-s, RFC 6979 deterministic signature of a 32-byte hash, with its y parity.
+    pub fn sign_hash(&self, hash: &B256) -> Signature {
+        let (signature, recovery) = self.key.sign_prehash_recoverable(hash.as_slice());
+        let (r, s) = signature.split_bytes();
+        Signature::from_scalars_and_parity(
+            B256::from_slice(&r),
+            B256::from_slice(&s),
+            recovery.is_y_odd(),
+        )
     }
 }
 
 impl AccountScheme for Evm {
     const FAMILY: ChainFamily = ChainFamily::Evm;
-    type Signer = PrivateKeySigner;
+    type Signer = EvmSigner;
 
     fn path(index: u32) -> String {
         format!("{EVM_PARENT}/{index}")
     }
 
-    fn signer(secret: &WalletSecret, index: u32) -> Result<PrivateKeySigner, KeyError> {
-        Self::to_signer(&Self::child(&Self::parent(secret)?, index)?)
+    fn signer(secret: &WalletSecret, index: u32) -> Result<EvmSigner, KeyError> {
+        Ok(EvmSigner::new(Self::child_key(secret, index)?))
     }
 
     fn account(secret: &WalletSecret, index: u32) -> Result<DerivedAccount, KeyError> {
         let parent = Self::parent(secret)?;
         let child = Self::child(&parent, index)?;
-        let signer = Self::to_signer(&child)?;
+        let signer = EvmSigner::new(child.private_key().clone());
         Ok(DerivedAccount {
             family: ChainFamily::Evm,
             path: Self::path(index),
@@ -311,10 +392,41 @@ mod tests {
             assert_eq!(account.path, format!("m/44'/60'/0'/0/{i}"));
         }
         let signer = Evm::signer(&secret, 0).unwrap();
+        assert_eq!(signer.address().to_checksum(None), expected[0]);
         assert_eq!(
-            hex::encode(signer.to_bytes()),
+            hex::encode(signer.key.to_bytes()),
             "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
         );
+        assert_eq!(format!("{signer:?}"), format!("EvmSigner({})", expected[0]));
+    }
+
+    #[test]
+    fn the_one_step_signer_key_is_bip32s_child_for_every_index() {
+        use rand::RngCore;
+        let mut rng = rand::rng();
+        for round in 0..4 {
+            let mut entropy = [0u8; 32];
+            rng.fill_bytes(&mut entropy);
+            let secret = WalletSecret::from_entropy(&entropy).unwrap();
+            let parent = Evm::derive_parent(secret.seed()).unwrap();
+            let mut indices: Vec<u32> = (0..16).collect();
+            indices.extend([rng.next_u32() >> 1, (1 << 31) - 1]);
+            for index in indices {
+                let bip32 = Evm::child(&parent, index).unwrap();
+                let ours = Evm::signer(&secret, index).unwrap();
+                assert_eq!(
+                    ours.key.to_bytes(),
+                    bip32.private_key().to_bytes(),
+                    "{round}/{index}"
+                );
+                assert_eq!(
+                    ours.address().to_checksum(None),
+                    Evm::account(&secret, index).unwrap().address
+                );
+            }
+            // Hardened indices are not accounts: both refuse them.
+            assert!(Evm::signer(&secret, 1 << 31).is_err());
+        }
     }
 
     #[test]
@@ -378,14 +490,21 @@ mod tests {
             Evm::account(&secret, 7).unwrap()
         );
         assert!(WalletSecret::decode(&bytes[1..]).is_err());
-        // A format-1 secret (entropy and seed only) still opens, to the same accounts.
-        let mut v1 = bytes[..SECRET_V1_LEN].to_vec();
-        v1[0] = 1;
-        let old = WalletSecret::decode(&v1).unwrap();
-        assert_eq!(
-            Evm::account(&old, 7).unwrap(),
-            Evm::account(&secret, 7).unwrap()
-        );
+        assert!(WalletSecret::decode(&bytes[..SECRET_V2_LEN]).is_err());
+        // Format-1 (entropy and seed) and format-2 (and the parent) secrets still open, to
+        // the same accounts and signing keys.
+        let signed = |s: &WalletSecret| Evm::signer(s, 7).unwrap().sign_hash(&B256::ZERO);
+        for (format, len) in [(1, SECRET_V1_LEN), (2, SECRET_V2_LEN)] {
+            let mut older = bytes[..len].to_vec();
+            older[0] = format;
+            let old = WalletSecret::decode(&older).unwrap();
+            assert_eq!(
+                Evm::account(&old, 7).unwrap(),
+                Evm::account(&secret, 7).unwrap()
+            );
+            assert_eq!(signed(&old), signed(&secret));
+            assert_eq!(old.encode(), bytes, "reseals as format {SECRET_FORMAT}");
+        }
         // The stored parent is the one a full derivation from the seed gives.
         let derived = Evm::derive_parent(secret.seed()).unwrap();
         assert_eq!(

@@ -150,7 +150,6 @@ fn sign_error(e: SignError) -> EnclaveError {
         SignError::IntentNotCanonical(_) | SignError::Mismatch(_) => {
             EnclaveError::IntentMismatch(e.to_string())
         }
-        SignError::Signer => EnclaveError::Internal,
     }
 }
 
@@ -534,9 +533,9 @@ impl EnclaveService {
         let signer =
             Evm::signer(&unlocked.secret, r.account_index).map_err(|_| EnclaveError::Internal)?;
         let signed = match (&r.payload, &op) {
-            (SignPayload::Message(message), _) => sign::sign_message(&signer, message),
+            (SignPayload::Message(message), _) => Ok(sign::sign_message(&signer, message)),
             (SignPayload::TypedData(_), Operation::SignTypedData { hash, .. }) => {
-                sign::sign_typed_hash(&signer, &(*hash).into())
+                Ok(sign::sign_typed_hash(&signer, &(*hash).into()))
             }
             (SignPayload::Transaction { intent, tx }, _) => {
                 sign::sign_transaction(&signer, intent, tx)

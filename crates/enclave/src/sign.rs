@@ -4,12 +4,12 @@
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
 use alloy_dyn_abi::TypedData;
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
-use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256, eip191_hash_message};
 
 use keystead_enclave_proto::{Signed, UnsignedTx};
 use keystead_envelope::TxIntent;
+
+use crate::keys::EvmSigner;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignError {
@@ -19,8 +19,6 @@ pub enum SignError {
     IntentNotCanonical(&'static str),
     #[error("transaction {0} differs from the approved intent")]
     Mismatch(&'static str),
-    #[error("signing failed")]
-    Signer,
 }
 
 /// The EIP-712 signing hash of typed data, computed from the JSON itself.
@@ -32,7 +30,7 @@ pub fn typed_data_hash(json: &str) -> Result<B256, SignError> {
         .map_err(|e| SignError::TypedData(e.to_string()))
 }
 
-fn signed(sig: alloy_primitives::Signature, signer: &PrivateKeySigner) -> Signed {
+fn signed(sig: alloy_primitives::Signature, signer: &EvmSigner) -> Signed {
     Signed {
         signature: sig.as_bytes().to_vec(),
         signed_transaction: None,
@@ -42,17 +40,13 @@ fn signed(sig: alloy_primitives::Signature, signer: &PrivateKeySigner) -> Signed
 }
 
 /// EIP-191 `personal_sign`.
-pub fn sign_message(signer: &PrivateKeySigner, message: &[u8]) -> Result<Signed, SignError> {
-    let sig = signer
-        .sign_message_sync(message)
-        .map_err(|_| SignError::Signer)?;
-    Ok(signed(sig, signer))
+pub fn sign_message(signer: &EvmSigner, message: &[u8]) -> Signed {
+    signed(signer.sign_hash(&eip191_hash_message(message)), signer)
 }
 
 /// Signs an EIP-712 hash the caller computed with [`typed_data_hash`].
-pub fn sign_typed_hash(signer: &PrivateKeySigner, hash: &B256) -> Result<Signed, SignError> {
-    let sig = signer.sign_hash_sync(hash).map_err(|_| SignError::Signer)?;
-    Ok(signed(sig, signer))
+pub fn sign_typed_hash(signer: &EvmSigner, hash: &B256) -> Signed {
+    signed(signer.sign_hash(hash), signer)
 }
 
 /// The intent as numbers, refusing any field not written the one way a client writes it,
@@ -119,7 +113,7 @@ fn require(ok: bool, field: &'static str) -> Result<(), SignError> {
 /// Checks the transaction against the intent (same chain, recipient, value and data;
 /// gas and fees within the caps the user saw), then signs it.
 pub fn sign_transaction(
-    signer: &PrivateKeySigner,
+    signer: &EvmSigner,
     intent: &TxIntent,
     tx: &UnsignedTx,
 ) -> Result<Signed, SignError> {
@@ -145,9 +139,7 @@ pub fn sign_transaction(
                 value: U256::from_be_bytes(*value),
                 input: Bytes::copy_from_slice(data),
             };
-            let sig = signer
-                .sign_hash_sync(&tx.signature_hash())
-                .map_err(|_| SignError::Signer)?;
+            let sig = signer.sign_hash(&tx.signature_hash());
             tx.into_signed(sig).into()
         }
         UnsignedTx::Eip1559 {
@@ -178,9 +170,7 @@ pub fn sign_transaction(
                 access_list: Default::default(),
                 input: Bytes::copy_from_slice(data),
             };
-            let sig = signer
-                .sign_hash_sync(&tx.signature_hash())
-                .map_err(|_| SignError::Signer)?;
+            let sig = signer.sign_hash(&tx.signature_hash());
             tx.into_signed(sig).into()
         }
     };
@@ -214,10 +204,15 @@ mod tests {
     use alloy_consensus::transaction::SignerRecoverable;
     use alloy_eips::eip2718::Decodable2718;
 
-    fn signer() -> PrivateKeySigner {
-        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-            .parse()
-            .unwrap()
+    const KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+    fn signer() -> EvmSigner {
+        let bytes = hex::decode(KEY).unwrap();
+        EvmSigner::new(k256_signing::ecdsa::SigningKey::from_slice(&bytes).unwrap())
+    }
+
+    fn alloy_signer() -> alloy_signer_local::PrivateKeySigner {
+        KEY.parse().unwrap()
     }
 
     fn intent() -> TxIntent {
@@ -248,13 +243,38 @@ mod tests {
 
     #[test]
     fn message_signature_recovers_to_the_signer() {
-        let out = sign_message(&signer(), b"hello keystead").unwrap();
+        let out = sign_message(&signer(), b"hello keystead");
         let sig = alloy_primitives::Signature::try_from(out.signature.as_slice()).unwrap();
         assert_eq!(
             sig.recover_address_from_msg(b"hello keystead").unwrap(),
             signer().address()
         );
+        assert_eq!(out.signer, alloy_signer().address().to_checksum(None));
         assert_eq!(out.signature[64], sig.v() as u8 + 27);
+    }
+
+    /// RFC 6979 signatures are deterministic: the enclave's k256 0.14 signer and alloy's
+    /// own (k256 0.13) must give the same bytes, low-s and parity included.
+    #[test]
+    fn signatures_equal_alloys_signer_byte_for_byte() {
+        use alloy_signer::SignerSync;
+        let (ours, theirs) = (signer(), alloy_signer());
+        for i in 0u32..64 {
+            let message = format!("message {i}");
+            assert_eq!(
+                sign_message(&ours, message.as_bytes()).signature,
+                theirs
+                    .sign_message_sync(message.as_bytes())
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec()
+            );
+            let hash = alloy_primitives::keccak256(i.to_be_bytes());
+            assert_eq!(
+                sign_typed_hash(&ours, &hash).signature,
+                theirs.sign_hash_sync(&hash).unwrap().as_bytes().to_vec()
+            );
+        }
     }
 
     #[test]
