@@ -27,6 +27,7 @@
 //! only when something did not work (errors, unconfirmed sends, a nonce gap).
 
 mod crypto;
+mod http1;
 mod load;
 mod procfs;
 mod server;
@@ -133,8 +134,7 @@ impl Plan {
 
 #[derive(Clone)]
 struct Api {
-    http: reqwest::Client,
-    base: Arc<str>,
+    http: Arc<http1::Http1>,
     app_key: Arc<str>,
 }
 
@@ -142,39 +142,29 @@ impl Api {
     /// One call; the JSON answer when the status is `want`, else `HTTP <status> <code>`.
     async fn call(
         &self,
-        method: reqwest::Method,
+        method: hyper::Method,
         path: &str,
         token: Option<&str>,
         body: Option<Vec<u8>>,
         want: u16,
     ) -> Result<Value, String> {
-        let mut req = self
+        let what = || path.split('/').take(4).collect::<Vec<_>>().join("/");
+        let reply = self
             .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-App-Key", &*self.app_key);
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        let what = path.split('/').take(4).collect::<Vec<_>>().join("/");
-        let response = req.send().await.map_err(|e| format!("{what}: {e}"))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| format!("{what}: {e}"))?;
-        if status != want {
-            let code = serde_json::from_slice::<Value>(&bytes)
+            .call(method, path, Some(&self.app_key), token, body)
+            .await
+            .map_err(|e| format!("{}: {e}", what()))?;
+        if reply.status != want {
+            let code = serde_json::from_slice::<Value>(&reply.body)
                 .ok()
                 .and_then(|v| v["error"]["code"].as_str().map(String::from))
                 .unwrap_or_default();
-            return Err(format!("{what}: HTTP {status} {code}"));
+            return Err(format!("{}: HTTP {} {code}", what(), reply.status));
         }
-        if bytes.is_empty() {
+        if reply.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|e| format!("{what}: {e}"))
+        serde_json::from_slice(&reply.body).map_err(|e| format!("{}: {e}", what()))
     }
 
     async fn post(
@@ -184,13 +174,12 @@ impl Api {
         body: Vec<u8>,
         want: u16,
     ) -> Result<Value, String> {
-        self.call(reqwest::Method::POST, path, token, Some(body), want)
+        self.call(hyper::Method::POST, path, token, Some(body), want)
             .await
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> Result<Value, String> {
-        self.call(reqwest::Method::GET, path, token, None, 200)
-            .await
+        self.call(hyper::Method::GET, path, token, None, 200).await
     }
 }
 
@@ -546,16 +535,11 @@ async fn run(
     server: &mut Server,
 ) -> anyhow::Result<(Report, Memory, Memory, Value)> {
     let mut report = Report::default();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .build()?;
+    let http = Arc::new(http1::Http1::new(&server.base)?);
     let ready_in = server.wait_ready(&http).await?;
     let app = server.demo_app()?;
     let api = Api {
-        http: http.clone(),
-        base: server.base.as_str().into(),
+        http,
         app_key: app.app_key.as_str().into(),
     };
     println!(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::http1::Http1;
 use crate::procfs;
 
 /// The demo app `--dev` makes, as `<data_dir>/dev-app.json` keeps it.
@@ -79,11 +80,12 @@ impl Server {
     }
 
     /// Waits until `/readyz` answers 200 (the database and the enclave answer).
-    pub async fn wait_ready(&mut self, http: &reqwest::Client) -> anyhow::Result<Duration> {
+    pub async fn wait_ready(&mut self, http: &Http1) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
-                && r.status().as_u16() == 200
+            let ready = http.call(hyper::Method::GET, "/readyz", None, None, None);
+            if let Ok(r) = ready.await
+                && r.status == 200
             {
                 return Ok(start.elapsed());
             }
