@@ -1,17 +1,22 @@
 //! Key generation and derivation: entropy, BIP-39 mnemonic and seed, BIP-32 accounts.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use alloy_primitives::{Address, B256, Signature};
 use bip32::{ChildNumber, DerivationPath, ExtendedKey, ExtendedKeyAttrs, Prefix, XPrv};
+use ecdsa_signing::DigestAlgorithm;
+use ecdsa_signing::hazmat::sign_prehashed_rfc6979;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use k256_signing::NonZeroScalar;
-use k256_signing::ecdsa::SigningKey;
+use k256_signing::elliptic_curve::sec1::ToSec1Point;
+use k256_signing::{NonZeroScalar, PublicKey, Secp256k1};
 use sha2::{Sha256, Sha512};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use keystead_enclave_proto::{ChainFamily, DerivedAccount};
+
+use crate::bounded::BoundedMap;
 
 /// Bytes of BIP-39 entropy: 256 bits, a 24-word mnemonic.
 pub const ENTROPY_LEN: usize = 32;
@@ -209,7 +214,12 @@ pub trait AccountScheme {
     const FAMILY: ChainFamily;
     type Signer;
     fn path(index: u32) -> String;
-    fn signer(secret: &WalletSecret, index: u32) -> Result<Self::Signer, KeyError>;
+    /// The account's signer, its address looked up in `known` or derived and added there.
+    fn signer(
+        secret: &WalletSecret,
+        index: u32,
+        known: &AddressBook,
+    ) -> Result<Self::Signer, KeyError>;
     fn account(secret: &WalletSecret, index: u32) -> Result<DerivedAccount, KeyError>;
 }
 
@@ -240,7 +250,7 @@ impl Evm {
     /// the parent's key is the child's. `bip32` would first rebuild the parent's public key
     /// and then the child's, two multiplications a signature does not need; the result is
     /// the same (tested against `bip32` for many indices), and so are its refusals.
-    fn child_key(secret: &WalletSecret, index: u32) -> Result<SigningKey, KeyError> {
+    fn child_key(secret: &WalletSecret, index: u32) -> Result<Zeroizing<NonZeroScalar>, KeyError> {
         let number = ChildNumber::new(index, false).map_err(|_| KeyError::Derivation)?;
         let mut hmac = Hmac::<Sha512>::new_from_slice(&secret.evm_parent[CHAIN_CODE])
             .expect("HMAC takes any key length");
@@ -256,17 +266,67 @@ impl Evm {
         let mut parent_bytes = Zeroizing::new([0u8; 32]);
         parent_bytes.copy_from_slice(&secret.evm_parent[PRIVATE_KEY]);
         let (parent, tweak) = (scalar(&parent_bytes)?, scalar(&tweak)?);
-        let child =
-            Option::<NonZeroScalar>::from(NonZeroScalar::new(*parent.as_ref() + tweak.as_ref()))
-                .ok_or(KeyError::Derivation)?;
-        Ok(SigningKey::from(child))
+        Option::<NonZeroScalar>::from(NonZeroScalar::new(*parent.as_ref() + tweak.as_ref()))
+            .map(Zeroizing::new)
+            .ok_or(KeyError::Derivation)
+    }
+
+    /// What [`AddressBook`] knows an account by: its parent's extended public key (public
+    /// key and chain code, the xpub the server holds too) and its index.
+    fn address_key(secret: &WalletSecret, index: u32) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hash = Sha256::new_with_prefix(b"keystead evm address v1");
+        hash.update(secret.evm_parent_public);
+        hash.update(&secret.evm_parent[CHAIN_CODE]);
+        hash.update(index.to_be_bytes());
+        hash.finalize().into()
+    }
+}
+
+/// The address of the key's public key (one curve multiplication).
+fn address_of(key: &NonZeroScalar) -> Address {
+    let point = PublicKey::from_secret_scalar(key).to_sec1_point(false);
+    Address::from_raw_public_key(&point.as_bytes()[1..])
+}
+
+/// The addresses of the EVM accounts this enclave has signed for, by
+/// [`Evm::address_key`]. Public data, remembered so that a signature pays one curve
+/// multiplication (its own) instead of two (and the signer's public key). Bounded: the
+/// oldest are forgotten first; a forgotten address is derived again.
+pub struct AddressBook {
+    known: Mutex<BoundedMap<[u8; 32], Address>>,
+}
+
+impl AddressBook {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            known: Mutex::new(BoundedMap::new(capacity)),
+        }
+    }
+
+    fn address(&self, key: [u8; 32], derive: impl FnOnce() -> Address) -> Address {
+        let known = || self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(address) = known().get(&key) {
+            return *address;
+        }
+        let address = derive();
+        known().insert(key, address);
+        address
+    }
+
+    pub fn len(&self) -> usize {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 /// One EVM account's signing key for the length of one request (zeroized when dropped),
 /// with its address.
 pub struct EvmSigner {
-    key: SigningKey,
+    key: Zeroizing<NonZeroScalar>,
     address: Address,
 }
 
@@ -277,19 +337,34 @@ impl fmt::Debug for EvmSigner {
 }
 
 impl EvmSigner {
-    pub fn new(key: SigningKey) -> Self {
-        let point = key.verifying_key().to_sec1_point(false);
-        let address = Address::from_raw_public_key(&point.as_bytes()[1..]);
-        Self { key, address }
+    /// The signer of a 32-byte private key, its address derived.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::MalformedSecret)?;
+        let key = Option::<NonZeroScalar>::from(NonZeroScalar::from_repr(bytes.into()))
+            .ok_or(KeyError::MalformedSecret)?;
+        Ok(Self::new(key))
+    }
+
+    fn new(key: NonZeroScalar) -> Self {
+        let address = address_of(&key);
+        Self {
+            key: Zeroizing::new(key),
+            address,
+        }
     }
 
     pub fn address(&self) -> Address {
         self.address
     }
 
-    /// A low-s, RFC 6979 deterministic signature of a 32-byte hash, with its y parity.
+    /// A low-s, RFC 6979 deterministic signature of a 32-byte hash, with its y parity:
+    /// what k256's `SigningKey::sign_prehash_recoverable` computes, without the public
+    /// key a `SigningKey` derives first.
     pub fn sign_hash(&self, hash: &B256) -> Signature {
-        let (signature, recovery) = self.key.sign_prehash_recoverable(hash.as_slice());
+        let (signature, recovery) = sign_prehashed_rfc6979::<
+            Secp256k1,
+            <Secp256k1 as DigestAlgorithm>::Digest,
+        >(&self.key, hash.as_slice(), &[]);
         let (r, s) = signature.split_bytes();
         Signature::from_scalars_and_parity(
             B256::from_slice(&r),
@@ -307,14 +382,20 @@ impl AccountScheme for Evm {
         format!("{EVM_PARENT}/{index}")
     }
 
-    fn signer(secret: &WalletSecret, index: u32) -> Result<EvmSigner, KeyError> {
-        Ok(EvmSigner::new(Self::child_key(secret, index)?))
+    fn signer(
+        secret: &WalletSecret,
+        index: u32,
+        known: &AddressBook,
+    ) -> Result<EvmSigner, KeyError> {
+        let key = Self::child_key(secret, index)?;
+        let address = known.address(Self::address_key(secret, index), || address_of(&key));
+        Ok(EvmSigner { key, address })
     }
 
     fn account(secret: &WalletSecret, index: u32) -> Result<DerivedAccount, KeyError> {
         let parent = Self::parent(secret)?;
         let child = Self::child(&parent, index)?;
-        let signer = EvmSigner::new(child.private_key().clone());
+        let signer = EvmSigner::new(*child.private_key().as_nonzero_scalar());
         Ok(DerivedAccount {
             family: ChainFamily::Evm,
             path: Self::path(index),
@@ -391,13 +472,44 @@ mod tests {
             assert_eq!(&account.address, address);
             assert_eq!(account.path, format!("m/44'/60'/0'/0/{i}"));
         }
-        let signer = Evm::signer(&secret, 0).unwrap();
+        let signer = Evm::signer(&secret, 0, &AddressBook::new(8)).unwrap();
         assert_eq!(signer.address().to_checksum(None), expected[0]);
         assert_eq!(
             hex::encode(signer.key.to_bytes()),
             "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
         );
         assert_eq!(format!("{signer:?}"), format!("EvmSigner({})", expected[0]));
+    }
+
+    #[test]
+    fn the_address_book_answers_what_it_was_told_and_forgets_the_oldest() {
+        let book = AddressBook::new(2);
+        let derived = |byte: u8| move || Address::repeat_byte(byte);
+        assert_eq!(book.address([1; 32], derived(1)), Address::repeat_byte(1));
+        // Known: not derived again (a different answer would show it was).
+        assert_eq!(book.address([1; 32], derived(9)), Address::repeat_byte(1));
+        book.address([2; 32], derived(2));
+        book.address([3; 32], derived(3));
+        assert_eq!(book.len(), 2);
+        assert_eq!(book.address([1; 32], derived(7)), Address::repeat_byte(7));
+        assert_eq!(book.address([3; 32], derived(9)), Address::repeat_byte(3));
+    }
+
+    #[test]
+    fn an_account_is_known_by_its_wallet_as_well_as_its_index() {
+        let (a, b) = (
+            WalletSecret::from_entropy(&[1u8; 32]).unwrap(),
+            WalletSecret::from_entropy(&[2u8; 32]).unwrap(),
+        );
+        let book = AddressBook::new(8);
+        let first = Evm::signer(&a, 0, &book).unwrap().address();
+        let other = Evm::signer(&b, 0, &book).unwrap().address();
+        assert_ne!(first, other);
+        assert_eq!(
+            other.to_checksum(None),
+            Evm::account(&b, 0).unwrap().address
+        );
+        assert_ne!(Evm::address_key(&a, 0), Evm::address_key(&a, 1));
     }
 
     #[test]
@@ -411,21 +523,24 @@ mod tests {
             let parent = Evm::derive_parent(secret.seed()).unwrap();
             let mut indices: Vec<u32> = (0..16).collect();
             indices.extend([rng.next_u32() >> 1, (1 << 31) - 1]);
+            let book = AddressBook::new(64);
             for index in indices {
                 let bip32 = Evm::child(&parent, index).unwrap();
-                let ours = Evm::signer(&secret, index).unwrap();
+                let ours = Evm::signer(&secret, index, &book).unwrap();
                 assert_eq!(
                     ours.key.to_bytes(),
                     bip32.private_key().to_bytes(),
                     "{round}/{index}"
                 );
-                assert_eq!(
-                    ours.address().to_checksum(None),
-                    Evm::account(&secret, index).unwrap().address
-                );
+                let address = Evm::account(&secret, index).unwrap().address;
+                assert_eq!(ours.address().to_checksum(None), address);
+                // Looked up this time, and still the same.
+                let again = Evm::signer(&secret, index, &book).unwrap();
+                assert_eq!(again.address().to_checksum(None), address);
             }
+            assert_eq!(book.len(), 18);
             // Hardened indices are not accounts: both refuse them.
-            assert!(Evm::signer(&secret, 1 << 31).is_err());
+            assert!(Evm::signer(&secret, 1 << 31, &book).is_err());
         }
     }
 
@@ -493,7 +608,8 @@ mod tests {
         assert!(WalletSecret::decode(&bytes[..SECRET_V2_LEN]).is_err());
         // Format-1 (entropy and seed) and format-2 (and the parent) secrets still open, to
         // the same accounts and signing keys.
-        let signed = |s: &WalletSecret| Evm::signer(s, 7).unwrap().sign_hash(&B256::ZERO);
+        let book = AddressBook::new(8);
+        let signed = |s: &WalletSecret| Evm::signer(s, 7, &book).unwrap().sign_hash(&B256::ZERO);
         for (format, len) in [(1, SECRET_V1_LEN), (2, SECRET_V2_LEN)] {
             let mut older = bytes[..len].to_vec();
             older[0] = format;

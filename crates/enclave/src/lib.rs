@@ -2,6 +2,7 @@
 //! plaintext. It generates wallets, seals and opens them, signs, and backs them up,
 //! answering the narrow protocol of `keystead-enclave-proto`.
 
+pub mod bounded;
 pub mod hardening;
 pub mod keys;
 pub mod pin;

@@ -1,8 +1,8 @@
 //! Wrong-PIN counting and lock-out, and the enclave's memory of the PIN states it issued.
 
-use std::collections::{HashMap, VecDeque};
-
 use keystead_enclave_proto::{EnclaveError, PinState, WalletBinding};
+
+use crate::bounded::BoundedMap;
 
 /// Wrong PINs allowed before the first lock-out.
 pub const MAX_TRIES: u32 = 5;
@@ -79,17 +79,13 @@ pub fn reset(state: &mut PinState) {
 /// applied instead. Bounded: the oldest entries are forgotten first. It does not survive
 /// a restart; docs/threat-model.md says what that leaves open.
 pub struct PinMemory {
-    capacity: usize,
-    states: HashMap<(String, String), PinState>,
-    order: VecDeque<(String, String)>,
+    states: BoundedMap<(String, String), PinState>,
 }
 
 impl PinMemory {
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity,
-            states: HashMap::new(),
-            order: VecDeque::new(),
+            states: BoundedMap::new(capacity),
         }
     }
 
@@ -102,15 +98,7 @@ impl PinMemory {
     }
 
     pub fn remember(&mut self, binding: &WalletBinding, state: &PinState) {
-        let k = key(binding);
-        if self.states.insert(k.clone(), state.clone()).is_none() {
-            self.order.push_back(k);
-            while self.order.len() > self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.states.remove(&old);
-                }
-            }
-        }
+        self.states.insert(key(binding), state.clone());
     }
 }
 

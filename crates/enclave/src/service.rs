@@ -16,7 +16,7 @@ use keystead_enclave_proto::{
 use keystead_envelope::{HpkeKeyPair, Operation, PinPayload, Sealed};
 use keystead_kms::{EncryptionContext, Kms, KmsError};
 
-use crate::keys::{self, AccountScheme, Evm, WalletSecret, recovery_code};
+use crate::keys::{self, AccountScheme, AddressBook, Evm, WalletSecret, recovery_code};
 use crate::pin::{self, PinMemory};
 use crate::replay::{ReplayError, ReplayGuard};
 use crate::seal::{self, Opener, SALT_LEN, SEAL_FORMAT};
@@ -43,6 +43,8 @@ pub struct ServiceConfig {
     pub replay_capacity: usize,
     /// Wallets whose latest PIN state is remembered.
     pub pin_memory_capacity: usize,
+    /// Account addresses remembered (public data; about 100 bytes each).
+    pub address_book_capacity: usize,
 }
 
 impl Default for ServiceConfig {
@@ -50,6 +52,7 @@ impl Default for ServiceConfig {
         Self {
             replay_capacity: 500_000,
             pin_memory_capacity: 100_000,
+            address_book_capacity: 100_000,
         }
     }
 }
@@ -99,6 +102,7 @@ pub struct EnclaveService {
     rng: Mutex<StdRng>,
     replay: Mutex<ReplayGuard>,
     pins: Mutex<PinMemory>,
+    addresses: AddressBook,
     health: Health,
 }
 
@@ -194,6 +198,7 @@ impl EnclaveService {
             rng: Mutex::new(rng),
             replay: Mutex::new(ReplayGuard::new(parts.config.replay_capacity)),
             pins: Mutex::new(PinMemory::new(parts.config.pin_memory_capacity)),
+            addresses: AddressBook::new(parts.config.address_book_capacity),
             health: parts.health,
         })
     }
@@ -530,8 +535,8 @@ impl EnclaveService {
             .unlock(&r.wallet, payload.pin.as_bytes(), Opener::Pin)
             .await?;
         let update = unlocked.changed.then(|| unlocked.wallet.clone());
-        let signer =
-            Evm::signer(&unlocked.secret, r.account_index).map_err(|_| EnclaveError::Internal)?;
+        let signer = Evm::signer(&unlocked.secret, r.account_index, &self.addresses)
+            .map_err(|_| EnclaveError::Internal)?;
         let signed = match (&r.payload, &op) {
             (SignPayload::Message(message), _) => Ok(sign::sign_message(&signer, message)),
             (SignPayload::TypedData(_), Operation::SignTypedData { hash, .. }) => {

@@ -207,8 +207,7 @@ mod tests {
     const KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
     fn signer() -> EvmSigner {
-        let bytes = hex::decode(KEY).unwrap();
-        EvmSigner::new(k256_signing::ecdsa::SigningKey::from_slice(&bytes).unwrap())
+        EvmSigner::from_slice(&hex::decode(KEY).unwrap()).unwrap()
     }
 
     fn alloy_signer() -> alloy_signer_local::PrivateKeySigner {
