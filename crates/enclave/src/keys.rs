@@ -285,8 +285,16 @@ impl Evm {
 
 /// The address of the key's public key (one curve multiplication).
 fn address_of(key: &NonZeroScalar) -> Address {
-    let point = PublicKey::from_secret_scalar(key).to_sec1_point(false);
-    Address::from_raw_public_key(&point.as_bytes()[1..])
+    address_of_sec1(
+        PublicKey::from_secret_scalar(key)
+            .to_sec1_point(false)
+            .as_bytes(),
+    )
+}
+
+/// The address of an uncompressed SEC1 public key (`04 ‖ x ‖ y`).
+fn address_of_sec1(uncompressed: &[u8]) -> Address {
+    Address::from_raw_public_key(&uncompressed[1..])
 }
 
 /// The addresses of the EVM accounts this enclave has signed for, by
@@ -395,12 +403,13 @@ impl AccountScheme for Evm {
     fn account(secret: &WalletSecret, index: u32) -> Result<DerivedAccount, KeyError> {
         let parent = Self::parent(secret)?;
         let child = Self::child(&parent, index)?;
-        let signer = EvmSigner::new(*child.private_key().as_nonzero_scalar());
+        // bip32 computed the child's public key already.
+        let public = child.private_key().verifying_key().to_sec1_point(false);
         Ok(DerivedAccount {
             family: ChainFamily::Evm,
             path: Self::path(index),
             index,
-            address: signer.address().to_checksum(None),
+            address: address_of_sec1(public.as_bytes()).to_checksum(None),
             public_key: child.public_key().to_bytes().to_vec(),
             parent_xpub: parent.public_key().to_string(Prefix::XPUB),
         })
