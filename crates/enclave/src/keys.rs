@@ -347,8 +347,12 @@ impl fmt::Debug for EvmSigner {
 impl EvmSigner {
     /// The signer of a 32-byte private key, its address derived.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::MalformedSecret)?;
-        let key = Option::<NonZeroScalar>::from(NonZeroScalar::from_repr(bytes.into()))
+        if bytes.len() != 32 {
+            return Err(KeyError::MalformedSecret);
+        }
+        let mut array = Zeroizing::new([0u8; 32]);
+        array.copy_from_slice(bytes);
+        let key = Option::<NonZeroScalar>::from(NonZeroScalar::from_repr((*array).into()))
             .ok_or(KeyError::MalformedSecret)?;
         Ok(Self::new(key))
     }
