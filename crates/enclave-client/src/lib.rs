@@ -7,8 +7,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+
+/// A connection to the enclave, read through a buffer: a reply's prefix and body in one
+/// read, and no read that finds nothing after it (a read that fills less than the buffer
+/// tells tokio the socket is drained).
+type Connection = BufReader<UnixStream>;
+/// Larger than any reply but an export's.
+const READ_BUFFER: usize = 8 * 1024;
 
 use keystead_enclave_proto::{
     FrameError, LEN_PREFIX, Reply, Request, RequestFrame, decode_response, encode_request,
@@ -59,7 +66,7 @@ impl From<FrameError> for ClientError {
 pub struct EnclaveClient {
     socket: PathBuf,
     config: ClientConfig,
-    idle: Mutex<Vec<UnixStream>>,
+    idle: Mutex<Vec<Connection>>,
     next_id: AtomicU64,
     /// Turns to call the enclave, handed out in arrival order (tokio's semaphore is fair).
     turns: tokio::sync::Semaphore,
@@ -121,14 +128,14 @@ impl EnclaveClient {
         }
     }
 
-    async fn connect(&self) -> Result<UnixStream, ClientError> {
+    async fn connect(&self) -> Result<Connection, ClientError> {
         match tokio::time::timeout(
             self.config.connect_timeout,
             UnixStream::connect(&self.socket),
         )
         .await
         {
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Ok(stream)) => Ok(BufReader::with_capacity(READ_BUFFER, stream)),
             Ok(Err(e)) => Err(ClientError::Unavailable(format!("cannot connect: {e}"))),
             Err(_) => Err(ClientError::Unavailable("connect timed out".into())),
         }
@@ -136,7 +143,7 @@ impl EnclaveClient {
 
     async fn attempt(
         &self,
-        mut stream: UnixStream,
+        mut stream: Connection,
         id: u64,
         frame: &[u8],
         fresh: bool,
@@ -161,7 +168,7 @@ impl EnclaveClient {
     }
 }
 
-async fn read_reply(stream: &mut UnixStream, id: u64) -> Result<Reply, ClientError> {
+async fn read_reply(stream: &mut Connection, id: u64) -> Result<Reply, ClientError> {
     let mut prefix = [0u8; LEN_PREFIX];
     stream
         .read_exact(&mut prefix)

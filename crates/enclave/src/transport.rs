@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
@@ -20,6 +20,8 @@ use crate::service::EnclaveService;
 /// A peer that starts a frame must finish it within this time.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 256;
+/// Larger than a signing request with its wallet record.
+const READ_BUFFER: usize = 16 * 1024;
 
 async fn write_reply<S: AsyncWrite + Unpin>(
     stream: &mut S,
@@ -39,10 +41,13 @@ fn protocol_error(e: FrameError) -> Reply {
 /// unknown-version frame gets an error reply and the connection goes on; an oversized
 /// length prefix gets an error reply and the connection is closed, since what follows
 /// cannot be framed.
-pub async fn serve_connection<S>(service: Arc<EnclaveService>, mut stream: S) -> std::io::Result<()>
+pub async fn serve_connection<S>(service: Arc<EnclaveService>, stream: S) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // A frame's prefix and body in one read, and no read that finds nothing after it: a
+    // read that fills less than the buffer tells tokio the socket is drained.
+    let mut stream = BufReader::with_capacity(READ_BUFFER, stream);
     loop {
         let mut prefix = [0u8; LEN_PREFIX];
         match stream.read_exact(&mut prefix).await {
