@@ -322,12 +322,9 @@ impl AddressBook {
         address
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -345,8 +342,10 @@ impl fmt::Debug for EvmSigner {
 }
 
 impl EvmSigner {
-    /// The signer of a 32-byte private key, its address derived.
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
+    /// The signer of a 32-byte private key, its address derived (tests sign with known
+    /// keys; the service only gets signers from [`Evm::signer`]).
+    #[cfg(test)]
+    pub(crate) fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() != 32 {
             return Err(KeyError::MalformedSecret);
         }
@@ -354,15 +353,10 @@ impl EvmSigner {
         array.copy_from_slice(bytes);
         let key = Option::<NonZeroScalar>::from(NonZeroScalar::from_repr((*array).into()))
             .ok_or(KeyError::MalformedSecret)?;
-        Ok(Self::new(key))
-    }
-
-    fn new(key: NonZeroScalar) -> Self {
-        let address = address_of(&key);
-        Self {
+        Ok(Self {
+            address: address_of(&key),
             key: Zeroizing::new(key),
-            address,
-        }
+        })
     }
 
     pub fn address(&self) -> Address {
