@@ -49,6 +49,7 @@ pub enum Request {
     Ping,
     /// The attestation document made at boot, or a fresh one carrying `nonce`.
     Attestation {
+        #[serde(with = "serde_bytes")]
         nonce: Option<Vec<u8>>,
     },
     CreateWallet(CreateWallet),
@@ -87,6 +88,7 @@ pub struct Health {
 pub struct Attestation {
     /// `dev` or `nitro`.
     pub format: String,
+    #[serde(with = "serde_bytes")]
     pub document: Vec<u8>,
     /// The X25519 key PIN envelopes are sealed to.
     pub public_key: [u8; 32],
@@ -125,6 +127,7 @@ pub struct DerivedAccount {
     /// EIP-55 for EVM.
     pub address: String,
     /// SEC1 compressed public key.
+    #[serde(with = "serde_bytes")]
     pub public_key: Vec<u8>,
     /// The extended public key of the account's parent (`m/44'/60'/0'/0` for EVM), so the
     /// server can derive further addresses without the PIN.
@@ -143,14 +146,19 @@ pub struct SealedWallet {
     /// Layout version of this record and of the seals in it.
     pub format: u16,
     /// The per-wallet data key, wrapped by the primary KMS key.
+    #[serde(with = "serde_bytes")]
     pub data_key: Vec<u8>,
     /// The same data key wrapped by the independent disaster-recovery KMS key, so losing
     /// the primary key loses no wallet (opening still needs the PIN).
+    #[serde(with = "serde_bytes")]
     pub dr_data_key: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
     pub salt: Vec<u8>,
     /// The wallet secret sealed under (data key, PIN).
+    #[serde(with = "serde_bytes")]
     pub by_pin: Vec<u8>,
     /// The wallet secret sealed under (data key, recovery code).
+    #[serde(with = "serde_bytes")]
     pub by_recovery: Vec<u8>,
     pub pin_state: PinState,
 }
@@ -177,6 +185,7 @@ pub struct PinState {
     /// Grows with every change, so an older state is recognisable.
     pub counter: u64,
     /// HMAC-SHA256 under a key derived from the data key.
+    #[serde(with = "serde_bytes")]
     pub mac: Vec<u8>,
 }
 
@@ -199,7 +208,7 @@ pub struct SignRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SignPayload {
     /// EIP-191 `personal_sign` over these bytes.
-    Message(Vec<u8>),
+    Message(#[serde(with = "serde_bytes")] Vec<u8>),
     /// EIP-712 typed data JSON; the enclave hashes it itself.
     TypedData(String),
     /// A transaction and the intent the user approved; the enclave checks one against the other.
@@ -216,6 +225,7 @@ pub enum UnsignedTx {
         to: [u8; 20],
         /// Big-endian U256.
         value: [u8; 32],
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     Eip1559 {
@@ -226,6 +236,7 @@ pub enum UnsignedTx {
         gas_limit: u64,
         to: [u8; 20],
         value: [u8; 32],
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
 }
@@ -233,8 +244,10 @@ pub enum UnsignedTx {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
     /// 65 bytes r ‖ s ‖ v, v = 27/28 for messages and typed data, the y-parity for transactions.
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
     /// EIP-2718 encoded signed transaction.
+    #[serde(with = "serde_bytes")]
     pub signed_transaction: Option<Vec<u8>>,
     pub transaction_hash: Option<[u8; 32]>,
     pub signer: String,
