@@ -22,7 +22,11 @@ use crate::supervisor::{EnclaveCommand, supervise};
 use keystead_chains::ChainRegistry;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
+    // One server per SQLite file, so that it may keep signing's reads in memory.
+    let store = open_store(&config)
+        .await?
+        .become_sole_server()
+        .context("claiming the database")?;
     // `--dev` only: the demo app and the development issuer's routes (none without it).
     let dev_routes =
         crate::dev::start(&config, &store, crate::auth::now(), &mut OsRng.unwrap_err()).await?;

@@ -146,6 +146,31 @@ async fn serves_health_readiness_metrics_openapi_and_attestation() {
     assert!(metrics.contains("keystead_http_requests_total{method=\"GET\",route=\"/v1/enclave/attestation\",status=\"200\"} 1"), "{metrics}");
 }
 
+/// A second server on the same SQLite database is refused (the first keeps signing's
+/// reads in memory, which another writer of wallet records would make stale); the
+/// command line's app commands still run beside the first.
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    create_app(dir.path(), "First", &["http://localhost:3000"]);
+    let server = start_in(dir);
+    wait_for(&format!("{}/readyz", server.base), 200).await;
+    let second = Command::new(env!("CARGO_BIN_EXE_keystead"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(server.dir.path())
+        .env("KEYSTEAD_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another keystead server"), "{stderr}");
+    create_app(server.dir.path(), "Second", &["http://localhost:3001"]);
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the first server still serves");
+}
+
 #[tokio::test]
 async fn a_killed_enclave_gives_enclave_unavailable_then_comes_back() {
     // The app is made before the server starts: both would migrate the new database.

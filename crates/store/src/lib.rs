@@ -47,6 +47,7 @@ mod error;
 mod inline;
 mod nonces;
 mod oauth;
+mod records;
 mod rows;
 mod sessions;
 mod txs;
@@ -179,10 +180,15 @@ pub struct Store {
     pool: Pool,
     /// SQLite file databases: the one connection every write goes through.
     writer: Option<std::sync::Arc<writer::Writer>>,
-    /// SQLite file databases: the file locked while migrating.
+    /// SQLite file databases: the database file, and the file locked while migrating.
+    database_file: Option<std::path::PathBuf>,
     migration_lock: Option<std::path::PathBuf>,
     /// SQLite file databases: connections for the hot reads, run on the calling thread.
     inline: Option<std::sync::Arc<inline::InlineReader>>,
+    /// A sole server's SQLite file ([`Store::become_sole_server`]): signing's reads from
+    /// memory, and the claim that makes that correct (held while any clone lives).
+    records: Option<std::sync::Arc<records::RecordCache>>,
+    sole_server_claim: Option<std::sync::Arc<std::fs::File>>,
     /// PostgreSQL: the connections that hold senders' locks ([`Store::lock_sender`]),
     /// apart from the pool so that a send holding one can still run its queries.
     sender_locks: Option<PgPool>,
@@ -194,15 +200,15 @@ impl Store {
     /// with a 5 s busy timeout and foreign keys on. Does not run migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut migration_lock = None;
+        let mut database_file = None;
         let mut writer = None;
         let mut sender_locks = None;
         let mut inline = None;
         let pool = if url.starts_with("sqlite:") {
             if !is_in_memory(url) {
                 let options = SqliteConnectOptions::from_str(url).db()?;
-                let mut path = options.get_filename().as_os_str().to_owned();
-                path.push("-migrate.lock");
-                migration_lock = Some(std::path::PathBuf::from(path));
+                migration_lock = Some(beside(options.get_filename(), "-migrate.lock"));
+                database_file = Some(options.get_filename().to_path_buf());
             }
             // The first connection to a new file switches it to WAL, which fails rather
             // than waits when another process does the same: take the lock for it too.
@@ -235,10 +241,50 @@ impl Store {
         Ok(Self {
             pool,
             writer,
+            database_file,
             migration_lock,
             sender_locks,
             inline,
+            records: None,
+            sole_server_claim: None,
         })
+    }
+
+    /// Claims an SQLite file database for this process alone, for as long as this store
+    /// or a clone of it lives (an exclusive lock on a file beside the database), and
+    /// from then on answers signing's account and wallet-record reads from memory where
+    /// it can (`records.rs`). That is correct only while no other process changes wallet
+    /// records, hence the claim: a second `keystead serve` on the same file is refused
+    /// here. Commands that do not write wallet records (`keystead app ...`) still run
+    /// beside it. PostgreSQL, which several servers share, and in-memory databases are
+    /// returned as they are.
+    pub fn become_sole_server(mut self) -> Result<Self, StoreError> {
+        let Some(database) = &self.database_file else {
+            return Ok(self);
+        };
+        let path = beside(database, "-server.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        let path = path.display();
+        let file = file.map_err(|e| StoreError::Database(format!("opening {path}: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Database(format!(
+                    "another keystead server is using this database ({path} is locked); \
+                     an SQLite database serves one server (use PostgreSQL for several)"
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Database(format!("locking {path}: {e}")));
+            }
+        }
+        self.sole_server_claim = Some(std::sync::Arc::new(file));
+        self.records = Some(std::sync::Arc::new(records::RecordCache::new()));
+        Ok(self)
     }
 
     /// Which database this store talks to.
@@ -288,6 +334,13 @@ impl Store {
             locks.close().await;
         }
     }
+}
+
+/// `database` with `suffix` appended to its file name (`keystead.db-migrate.lock`).
+fn beside(database: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(suffix);
+    path.into()
 }
 
 fn is_in_memory(url: &str) -> bool {

@@ -172,13 +172,31 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
                 .db()
-        )?;
+        );
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                // Committed or not, the database is the one to ask next.
+                self.forget_record(id);
+                return Err(e);
+            }
+        };
         if n > 0 {
+            if let Some(records) = &self.records {
+                records.wrote(app_id, id, new_record, new_version);
+            }
             return Ok(());
         }
+        self.forget_record(id);
         // Nothing changed: either there is no such wallet or its version moved on.
         self.get_wallet(app_id, id).await?;
         Err(StoreError::Conflict)
+    }
+
+    fn forget_record(&self, wallet_id: &str) {
+        if let Some(records) = &self.records {
+            records.forget(wallet_id);
+        }
     }
 
     /// Stores a new account. `Conflict` if the wallet already has an account at this
@@ -245,13 +263,25 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<AccountWithRecord, StoreError> {
+        if let Some(found) = self
+            .records
+            .as_ref()
+            .and_then(|r| r.get(app_id, user_id, id))
+        {
+            return Ok(found);
+        }
         let sql = USER_ACCOUNT_WITH_RECORD_SQL.as_str();
-        if let Some(reader) = &self.inline {
+        let found: AccountWithRecord = if let Some(reader) = &self.inline {
             // One query per signature: on the calling thread (see `inline.rs`).
             let params = rusqlite::params![app_id, id, user_id];
-            return reader.one(sql, params, inline::account_with_record);
+            reader.one(sql, params, inline::account_with_record)?
+        } else {
+            self.fetch_user_account(sql, app_id, user_id, id).await?
+        };
+        if let Some(records) = &self.records {
+            records.read(user_id, &found);
         }
-        self.fetch_user_account(sql, app_id, user_id, id).await
+        Ok(found)
     }
 
     /// The row of `sql` (a [`user_account_sql`] query) for this account of `user_id`.

@@ -85,6 +85,19 @@ macro_rules! store_tests {
                 }
             )*
         }
+        /// SQLite as `keystead serve` opens it: claimed by one server, signing's reads
+        /// answered from memory where they can be.
+        mod sole_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::TestDb::sqlite().await;
+                    let store = db.store.clone().become_sole_server().unwrap();
+                    crate::cases::$name(store).await;
+                    db.finish().await;
+                }
+            )*
+        }
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -181,6 +194,80 @@ async fn concurrent_first_migrations_of_one_sqlite_file_all_succeed() {
     }
 }
 
+/// One server per SQLite file: a second claim fails, with a message that says why, until
+/// every clone of the first store is gone. Other stores (the CLI's) open it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_is_refused_until_the_first_is_gone() {
+    let db = TestDb::sqlite().await;
+    let first = db.store.clone().become_sole_server().unwrap();
+    let clone = first.clone();
+    let refused = db.second_server().await.become_sole_server().unwrap_err();
+    let keystead_store::StoreError::Database(message) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(message.contains("another keystead server"), "{message}");
+    assert!(message.contains("keystead.db-server.lock"), "{message}");
+    cases::seed_app(&db.second_server().await, "app_cli").await;
+    drop(first);
+    assert!(
+        db.second_server().await.become_sole_server().is_err(),
+        "a clone still holds it"
+    );
+    drop(clone);
+    db.second_server().await.become_sole_server().unwrap();
+    db.finish().await;
+}
+
+/// A sole server answers signing's read from memory: a record changed behind its back
+/// (what the claim exists to prevent) is not seen, and its own next write of that record
+/// loses the compare-and-swap, after which it reads the database again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sole_server_reads_records_from_memory_and_rereads_after_a_lost_swap() {
+    let db = TestDb::sqlite().await;
+    let sole = db.store.clone().become_sole_server().unwrap();
+    let (user, wallet, account) = cases::seed_owner(&sole, "app_a").await;
+    let read = |store: keystead_store::Store| {
+        let (user, account) = (user.clone(), account.clone());
+        async move {
+            let found = store
+                .get_user_account_with_record("app_a", &user, &account)
+                .await
+                .unwrap();
+            (found.record, found.record_version)
+        }
+    };
+    let first = read(sole.clone()).await;
+    let behind = db.second_server().await;
+    behind
+        .update_wallet_record(
+            "app_a",
+            &wallet,
+            first.1,
+            b"changed elsewhere",
+            first.1 + 1,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(read(sole.clone()).await, first, "answered from memory");
+    assert_eq!(
+        sole.update_wallet_record("app_a", &wallet, first.1, b"mine", first.1 + 1, 2)
+            .await,
+        Err(keystead_store::StoreError::Conflict)
+    );
+    assert_eq!(
+        read(sole.clone()).await,
+        (b"changed elsewhere".to_vec(), first.1 + 1),
+        "read again after the lost swap"
+    );
+    // Its own writes are what it answers next.
+    sole.update_wallet_record("app_a", &wallet, first.1 + 1, b"mine", first.1 + 2, 3)
+        .await
+        .unwrap();
+    assert_eq!(read(sole.clone()).await, (b"mine".to_vec(), first.1 + 2));
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn unsupported_url_is_refused() {
     let err = keystead_store::Store::connect("mysql://localhost/x")
@@ -248,7 +335,7 @@ mod cases {
     }
 
     /// An app with a user, a wallet and an EVM account: (user, wallet, account) ids.
-    async fn seed_owner(store: &Store, app_id: &str) -> (String, String, String) {
+    pub async fn seed_owner(store: &Store, app_id: &str) -> (String, String, String) {
         seed_app(store, app_id).await;
         let user = format!("usr_{app_id}");
         let wal = format!("wal_{app_id}");
