@@ -258,20 +258,29 @@ async fn call_locked<T>(
     let _guard = state.wallet_locks.lock(&caller.claims.user_id).await;
     // Read only now: a record read before the lock could miss a wrong PIN counted meanwhile.
     let (locked, extra) = load.await?;
-    let mut stored = StoredWallet::decode(&locked.record)?;
+    // The sealed wallet goes to the enclave; the rest stays to store an update with.
+    let StoredWallet {
+        format,
+        sealed,
+        derived,
+    } = StoredWallet::decode(&locked.record)?;
     let request = build(
         WalletContext {
             binding: WalletBinding {
                 app_id: app_id.clone(),
                 wallet_id: locked.wallet_id.clone(),
             },
-            wallet: stored.sealed.clone(),
+            wallet: sealed,
         },
         &extra,
     );
     let reply = state.enclave.call(request).await?;
     if let Some(update) = reply.wallet_update {
-        stored.sealed = update;
+        let stored = StoredWallet {
+            format,
+            sealed: update,
+            derived,
+        };
         // Another server changed the record meanwhile: this answer cannot be trusted to
         // have counted (a wrong PIN would go unrecorded), so it is not given.
         state
