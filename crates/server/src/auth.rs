@@ -304,17 +304,26 @@ impl Auth {
         let key = hash_token(token);
         let instant = std::time::Instant::now();
         let epoch = self.revocation_epoch();
-        if let Some((claims, expires_at, checked_in)) = self.checked.get(&key, instant)
+        let mut verified = None;
+        if let Some(((claims, expires_at, checked_in), fresh)) =
+            self.checked.get_even_stale(&key, instant)
             && claims.app_id == app.id
             && now < expires_at
-            && checked_in == epoch
         {
-            return Ok(Caller { claims });
+            if fresh && checked_in == epoch {
+                return Ok(Caller { claims });
+            }
+            // The same token's signature was good and still is (the key lives as long as
+            // the process); only its session needs looking at again.
+            verified = Some(claims);
         }
-        let claims = self
-            .signer
-            .verify_access_token(token, &app.id, now)
-            .map_err(access_token_error)?;
+        let claims = match verified {
+            Some(claims) => claims,
+            None => self
+                .signer
+                .verify_access_token(token, &app.id, now)
+                .map_err(access_token_error)?,
+        };
         let ended = || unauthenticated("the session has ended", "session_ended");
         match store.get_session(&app.id, &claims.session_id).await {
             Ok(s) if s.is_live(secs(now)) && s.user_id == claims.user_id => {
@@ -442,6 +451,88 @@ mod tests {
             let e = bearer(bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::Unauthenticated, "{bad:?}");
         }
+    }
+
+    /// Past [`CHECKED_TOKEN_TTL`] a checked token's session is read again (its signature,
+    /// already verified, is not): a session ended behind this server's back, as another
+    /// server sharing the database would end it, is refused; a live one still passes.
+    #[tokio::test]
+    async fn a_checked_token_has_its_session_read_again_after_the_ttl() {
+        use rand::TryRngCore;
+        use rand::rngs::OsRng;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let t = now();
+        let app = App {
+            id: "app_a".into(),
+            name: "A".into(),
+            created_at: secs(t),
+        };
+        store.create_app(&app).await.unwrap();
+        let user = User {
+            id: "usr_1".into(),
+            app_id: app.id.clone(),
+            email: None,
+            created_at: secs(t),
+        };
+        store.create_user(&user).await.unwrap();
+        let mut rng = OsRng.unwrap_err();
+        let auth = Auth::new(
+            SessionSigner::generate(&mut rng),
+            OidcVerifier::with_options(Default::default()).unwrap(),
+            600,
+        );
+        let mut tokens = Vec::new();
+        for id in ["ses_live", "ses_ended"] {
+            let session = Session {
+                id: id.into(),
+                app_id: app.id.clone(),
+                user_id: user.id.clone(),
+                created_at: secs(t),
+                expires_at: secs(t) + 3600,
+                revoked_at: None,
+            };
+            store
+                .create_session(&session, &format!("hash {id}"))
+                .await
+                .unwrap();
+            let issued = auth.issue(
+                &session,
+                user.clone(),
+                UserStatus::PinRequired,
+                String::new(),
+                t,
+                &mut rng,
+            );
+            tokens.push(format!("Bearer {}", issued.access_token));
+        }
+        for token in &tokens {
+            auth.authenticate(&store, &app, Some(token), now())
+                .await
+                .unwrap();
+        }
+        store
+            .revoke_session(&app.id, "ses_ended", secs(now()))
+            .await
+            .unwrap();
+        let cached = auth
+            .authenticate(&store, &app, Some(&tokens[1]), now())
+            .await;
+        assert!(cached.is_ok(), "within the TTL the check stands");
+        tokio::time::sleep(CHECKED_TOKEN_TTL + std::time::Duration::from_millis(100)).await;
+        let live = auth
+            .authenticate(&store, &app, Some(&tokens[0]), now())
+            .await
+            .unwrap();
+        assert_eq!(live.claims.session_id, "ses_live");
+        let ended = auth
+            .authenticate(&store, &app, Some(&tokens[1]), now())
+            .await
+            .unwrap_err();
+        assert_eq!(ended.code, ErrorCode::Unauthenticated);
+        assert_eq!(ended.details["reason"], "session_ended", "{ended:?}");
     }
 
     #[test]

@@ -30,6 +30,15 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
             .map(|(v, _)| v.clone())
     }
 
+    /// The value stored for `key`, and whether it was stored less than `ttl` before `now`
+    /// (an older one stays until the cache is full).
+    pub fn get_even_stale(&self, key: &K, now: Instant) -> Option<(V, bool)> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .map(|(v, at)| (v.clone(), now.saturating_duration_since(*at) < self.ttl))
+    }
+
     /// Stores a value seen at `now`. When full, expired entries go first, then all.
     pub fn put(&self, key: K, value: V, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -54,6 +63,14 @@ mod tests {
         cache.put("a", 1, t0);
         assert_eq!(cache.get(&"a", t0 + Duration::from_secs(4)), Some(1));
         assert_eq!(cache.get(&"a", t0 + Duration::from_secs(5)), None);
+        assert_eq!(
+            cache.get_even_stale(&"a", t0 + Duration::from_secs(5)),
+            Some((1, false))
+        );
+        assert_eq!(
+            cache.get_even_stale(&"a", t0 + Duration::from_secs(4)),
+            Some((1, true))
+        );
         cache.put("b", 2, t0);
         cache.put("c", 3, t0 + Duration::from_secs(6));
         assert_eq!(cache.get(&"c", t0 + Duration::from_secs(6)), Some(3));
