@@ -269,6 +269,14 @@ async fn bad_input_is_refused_and_stores_nothing() {
         )
         .await;
     check(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    // The message says where in the body it went wrong.
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pin.ciphertext"),
+        "{b}"
+    );
     // A PIN sent in plain text, in the wrong shape, is refused without being echoed.
     let (s, b) = carol
         .api

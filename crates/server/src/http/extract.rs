@@ -49,7 +49,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        // axum's `Json` parses through serde_path_to_error (a String per field name, to
+        // say where a body went wrong): only a body plain serde_json refuses goes that way,
+        // for the message. Anything but a bare `application/json` is left to axum whole.
+        let plain_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"));
+        if !plain_json {
+            return match axum::Json::<T>::from_request(req, state).await {
+                Ok(axum::Json(value)) => Ok(JsonBody(value)),
+                Err(rejection) => Err(json_rejection(rejection)),
+            };
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(e.into()))?;
+        if let Ok(value) = serde_json::from_slice(&bytes) {
+            return Ok(JsonBody(value));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
