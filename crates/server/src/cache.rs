@@ -23,11 +23,8 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
 
     /// The value stored for `key` less than `ttl` before `now`.
     pub fn get(&self, key: &K, now: Instant) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(key)
-            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(v, _)| v.clone())
+        self.get_even_stale(key, now)
+            .and_then(|(v, fresh)| fresh.then_some(v))
     }
 
     /// The value stored for `key`, and whether it was stored less than `ttl` before `now`

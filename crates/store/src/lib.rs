@@ -186,9 +186,8 @@ pub struct Store {
     /// SQLite file databases: connections for the hot reads, run on the calling thread.
     inline: Option<std::sync::Arc<inline::InlineReader>>,
     /// A sole server's SQLite file ([`Store::become_sole_server`]): signing's reads from
-    /// memory, and the claim that makes that correct (held while any clone lives).
+    /// memory, with the claim that makes that correct (held while any clone lives).
     records: Option<std::sync::Arc<records::RecordCache>>,
-    sole_server_claim: Option<std::sync::Arc<std::fs::File>>,
     /// PostgreSQL: the connections that hold senders' locks ([`Store::lock_sender`]),
     /// apart from the pool so that a send holding one can still run its queries.
     sender_locks: Option<PgPool>,
@@ -246,7 +245,6 @@ impl Store {
             sender_locks,
             inline,
             records: None,
-            sole_server_claim: None,
         })
     }
 
@@ -282,8 +280,7 @@ impl Store {
                 return Err(StoreError::Database(format!("locking {path}: {e}")));
             }
         }
-        self.sole_server_claim = Some(std::sync::Arc::new(file));
-        self.records = Some(std::sync::Arc::new(records::RecordCache::new()));
+        self.records = Some(std::sync::Arc::new(records::RecordCache::new(file)));
         Ok(self)
     }
 

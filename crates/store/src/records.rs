@@ -29,6 +29,8 @@ struct Record {
 }
 
 pub(crate) struct RecordCache {
+    /// The locked claim file: what makes keeping records correct, held as long as they are.
+    _claim: std::fs::File,
     /// By account id (unique across apps): the row and the user whose wallet holds it.
     accounts: Mutex<LruCache<String, (AccountRow, String)>>,
     /// By wallet id (unique across apps).
@@ -46,12 +48,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RecordCache {
-    pub(crate) fn new() -> Self {
-        Self::with_capacity(REMEMBERED)
+    /// Records kept under `claim`, a file already locked for this process alone.
+    pub(crate) fn new(claim: std::fs::File) -> Self {
+        Self::with_capacity(claim, REMEMBERED)
     }
 
-    fn with_capacity(capacity: NonZeroUsize) -> Self {
+    fn with_capacity(claim: std::fs::File, capacity: NonZeroUsize) -> Self {
         Self {
+            _claim: claim,
             accounts: Mutex::new(LruCache::new(capacity)),
             records: Mutex::new(LruCache::new(capacity)),
         }
@@ -158,7 +162,7 @@ mod tests {
 
     #[test]
     fn answers_only_the_owner_in_the_same_app() {
-        let cache = RecordCache::new();
+        let cache = RecordCache::new(tempfile::tempfile().unwrap());
         assert_eq!(cache.get("app", "alice", "acc"), None);
         let alice = found("app", "acc", "wal", b"r1", 1);
         cache.read("alice", &alice);
@@ -169,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_record_is_replaced_only_by_a_newer_version() {
-        let cache = RecordCache::new();
+        let cache = RecordCache::new(tempfile::tempfile().unwrap());
         cache.read("alice", &found("app", "acc", "wal", b"r2", 2));
         cache.wrote("app", "wal", b"r3", 3);
         assert_eq!(cache.get("app", "alice", "acc").unwrap().record, b"r3");
@@ -188,7 +192,10 @@ mod tests {
 
     #[test]
     fn keeps_at_most_its_capacity() {
-        let cache = RecordCache::with_capacity(NonZeroUsize::new(2).unwrap());
+        let cache = RecordCache::with_capacity(
+            tempfile::tempfile().unwrap(),
+            NonZeroUsize::new(2).unwrap(),
+        );
         for i in 0..3 {
             let id = i.to_string();
             cache.read("alice", &found("app", &id, &id, b"r", 1));
