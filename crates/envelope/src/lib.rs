@@ -27,6 +27,7 @@
 
 mod client;
 mod error;
+mod open;
 mod operation;
 mod pin;
 mod pin_rules;

@@ -1,16 +1,16 @@
 //! HPKE (RFC 9180) base mode, single shot, with the suite
-//! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM and an empty AAD.
+//! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM and an empty AAD. Sealing is
+//! the `hpke` crate's; opening is `open.rs`'s.
 
 use std::convert::Infallible;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hpke::aead::{AeadTag, AesGcm256};
-use hpke::inout::InOutBuf;
+use hpke::aead::AesGcm256;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
-use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use hpke::{Deserializable, Kem as _, OpModeS, Serializable};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
@@ -22,7 +22,6 @@ type Kdf = HkdfSha256;
 type Aead = AesGcm256;
 type PrivateKey = <Kem as hpke::Kem>::PrivateKey;
 type PublicKey = <Kem as hpke::Kem>::PublicKey;
-type EncappedKey = <Kem as hpke::Kem>::EncappedKey;
 
 /// `info` of a PIN envelope.
 pub const PIN_INFO: &[u8] = b"keystead pin v1";
@@ -112,10 +111,13 @@ impl<'de> serde::de::Visitor<'de> for ByteBufVisitor {
 /// An X25519 key pair that HPKE values are sealed to (the enclave's attested key, or a
 /// client's one-time key).
 ///
-/// The private key is zeroized on drop; `Debug` shows only the public key.
+/// The private key is zeroized on drop (aws-lc scrubs its copy when freeing it);
+/// `Debug` shows only the public key.
 pub struct HpkeKeyPair {
     sk: PrivateKey,
-    pk: PublicKey,
+    /// The same private key as aws-lc holds it, for [`open`].
+    opener: aws_lc_rs::agreement::PrivateKey,
+    public: [u8; 32],
 }
 
 impl HpkeKeyPair {
@@ -123,7 +125,21 @@ impl HpkeKeyPair {
     /// 32 random bytes).
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let (sk, pk) = Kem::gen_keypair_with_rng(&mut RngCompat(rng));
-        Self { sk, pk }
+        Self::from_parts(sk, pk)
+    }
+
+    fn from_parts(sk: PrivateKey, pk: PublicKey) -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        sk.write_exact(&mut bytes[..]);
+        // Fails only on a length other than 32, which the type rules out.
+        let opener = aws_lc_rs::agreement::PrivateKey::from_private_key(
+            &aws_lc_rs::agreement::X25519,
+            &bytes[..],
+        )
+        .expect("an X25519 private key is any 32 bytes");
+        let mut public = [0u8; 32];
+        pk.write_exact(&mut public);
+        Self { sk, opener, public }
     }
 
     /// The key pair of a raw 32-byte X25519 private key (clamped as X25519 requires).
@@ -133,7 +149,7 @@ impl HpkeKeyPair {
         // `from_bytes` fails only on a length other than 32, which the type rules out.
         let sk = sk.expect("an X25519 private key is any 32 bytes");
         let pk = Kem::sk_to_pk(&sk);
-        Self { sk, pk }
+        Self::from_parts(sk, pk)
     }
 
     /// The private key's 32 bytes (clamped), for storage under the caller's protection.
@@ -145,9 +161,7 @@ impl HpkeKeyPair {
 
     /// The public key, raw.
     pub fn public_key(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        self.pk.write_exact(&mut out);
-        out
+        self.public
     }
 
     /// The public key as standard base64, as `publicKey` and `clientKey` carry it.
@@ -203,7 +217,8 @@ pub fn seal<R: CryptoRng + ?Sized>(
     })
 }
 
-/// Opens a value sealed to `kp` with this `info`.
+/// Opens a value sealed to `kp` with this `info` (RFC 9180, on aws-lc's X25519: see
+/// `open.rs` for why not `hpke`'s open).
 ///
 /// The plaintext is decrypted straight into a zeroizing buffer. Any failure after the
 /// length checks is [`EnvelopeError::OpenFailed`], whatever its cause.
@@ -212,30 +227,12 @@ pub fn open(
     info: &[u8],
     sealed: &Sealed,
 ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
-    if sealed.enc.len() != ENC_LEN {
-        return Err(EnvelopeError::InvalidEncLength(sealed.enc.len()));
-    }
-    let enc = EncappedKey::from_bytes(&sealed.enc).map_err(|_| EnvelopeError::OpenFailed)?;
-    let msg_len = sealed
-        .ciphertext
-        .len()
-        .checked_sub(TAG_LEN)
-        .ok_or(EnvelopeError::OpenFailed)?;
-    let (ct, tag) = sealed.ciphertext.split_at(msg_len);
-    let tag = AeadTag::<Aead>::from_bytes(tag).map_err(|_| EnvelopeError::OpenFailed)?;
-    let mut out = Zeroizing::new(vec![0u8; msg_len]);
-    let buf = InOutBuf::new(ct, &mut out[..]).map_err(|_| EnvelopeError::OpenFailed)?;
-    hpke::single_shot_open_inout_detached::<Aead, Kdf, Kem>(
-        &OpModeR::Base,
-        &kp.sk,
-        &enc,
-        info,
-        buf,
-        &[],
-        &tag,
-    )
-    .map_err(|_| EnvelopeError::OpenFailed)?;
-    Ok(out)
+    let enc: &[u8; ENC_LEN] = sealed
+        .enc
+        .as_slice()
+        .try_into()
+        .map_err(|_| EnvelopeError::InvalidEncLength(sealed.enc.len()))?;
+    crate::open::open_base(&kp.opener, &kp.public, enc, info, &sealed.ciphertext)
 }
 
 /// Lets a `rand_core` 0.9 RNG (what `rand` 0.9 and the rest of the workspace use) drive
