@@ -27,10 +27,10 @@
 
 mod client;
 mod error;
-mod open;
 mod operation;
 mod pin;
 mod pin_rules;
+mod rfc9180;
 mod seal;
 
 pub use client::{

@@ -1,16 +1,14 @@
 //! HPKE (RFC 9180) base mode, single shot, with the suite
-//! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM and an empty AAD. Sealing is
-//! the `hpke` crate's; opening is `open.rs`'s.
+//! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM and an empty AAD, as
+//! `rfc9180.rs` does it; key pairs are the `hpke` crate's.
 
 use std::convert::Infallible;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hpke::aead::AesGcm256;
-use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
-use hpke::{Deserializable, Kem as _, OpModeS, Serializable};
+use hpke::{Deserializable, Kem as _, Serializable};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
@@ -18,8 +16,6 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::error::EnvelopeError;
 
 type Kem = X25519HkdfSha256;
-type Kdf = HkdfSha256;
-type Aead = AesGcm256;
 type PrivateKey = <Kem as hpke::Kem>::PrivateKey;
 type PublicKey = <Kem as hpke::Kem>::PublicKey;
 
@@ -194,31 +190,25 @@ pub fn public_key_to_base64(public_key: &[u8; 32]) -> String {
 
 /// Seals `plaintext` to `recipient_public` (HPKE base mode, single shot, empty AAD).
 ///
-/// The ephemeral key comes from `rng` and from nowhere else.
+/// The ephemeral key comes from `rng` and from nowhere else: `DeriveKeyPair` of 32 bytes
+/// drawn from it, as the `hpke` crate does (so the same draws give the same bytes).
 pub fn seal<R: CryptoRng + ?Sized>(
     recipient_public: &[u8; 32],
     info: &[u8],
     plaintext: &[u8],
     rng: &mut R,
 ) -> Result<Sealed, EnvelopeError> {
-    let pk = PublicKey::from_bytes(recipient_public).map_err(|_| EnvelopeError::SealFailed)?;
-    let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
-        &OpModeS::Base,
-        &pk,
-        info,
-        plaintext,
-        &[],
-        &mut RngCompat(rng),
-    )
-    .map_err(|_| EnvelopeError::SealFailed)?;
+    let mut ikm = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut ikm[..]);
+    let (enc, ciphertext) = crate::rfc9180::seal_base(recipient_public, info, plaintext, &ikm)?;
     Ok(Sealed {
-        enc: enc.to_bytes().to_vec(),
+        enc: enc.to_vec(),
         ciphertext,
     })
 }
 
 /// Opens a value sealed to `kp` with this `info` (RFC 9180, on aws-lc's X25519: see
-/// `open.rs` for why not `hpke`'s open).
+/// `rfc9180.rs` for why not `hpke`'s open).
 ///
 /// The plaintext is decrypted straight into a zeroizing buffer. Any failure after the
 /// length checks is [`EnvelopeError::OpenFailed`], whatever its cause.
@@ -232,12 +222,12 @@ pub fn open(
         .as_slice()
         .try_into()
         .map_err(|_| EnvelopeError::InvalidEncLength(sealed.enc.len()))?;
-    crate::open::open_base(&kp.opener, &kp.public, enc, info, &sealed.ciphertext)
+    crate::rfc9180::open_base(&kp.opener, &kp.public, enc, info, &sealed.ciphertext)
 }
 
 /// Lets a `rand_core` 0.9 RNG (what `rand` 0.9 and the rest of the workspace use) drive
 /// `hpke`, which is written against `rand_core` 0.10.
-struct RngCompat<'a, R: ?Sized>(&'a mut R);
+pub(crate) struct RngCompat<'a, R: ?Sized>(pub(crate) &'a mut R);
 
 impl<R: CryptoRng + ?Sized> hpke::rand_core::TryRng for RngCompat<'_, R> {
     type Error = Infallible;
