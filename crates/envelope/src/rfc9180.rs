@@ -68,9 +68,10 @@ fn labeled_expand(
         .expect("HPKE outputs are far below HKDF's limit");
 }
 
-/// The AEAD key and nonce of a single-shot open: DHKEM's `ExtractAndExpand` over the
-/// X25519 output, then the base-mode key schedule (no PSK).
-/// `hpke_suite_id` and `key`'s length name the AEAD: the test runs RFC 9180's own
+/// The AEAD key (into `key`) and nonce of a single-shot seal or open: DHKEM's
+/// `ExtractAndExpand` over the X25519 output, then the base-mode key schedule (no PSK).
+///
+/// `hpke_suite_id` and `key`'s length name the AEAD, so the test runs RFC 9180's own
 /// AES-128-GCM vector through the same code.
 fn key_schedule(
     hpke_suite_id: &[u8],
@@ -93,13 +94,10 @@ fn key_schedule(
     let psk_id_hash = labeled_extract_bytes(hpke_suite_id, b"", b"psk_id_hash", b"");
     let info_hash = labeled_extract_bytes(hpke_suite_id, b"", b"info_hash", info);
     let secret = labeled_extract(hpke_suite_id, &shared_secret[..], b"secret", b"");
-    let context: &[&[u8]] = &[&[MODE_BASE], &psk_id_hash, &info_hash];
     let mut ks_context = [0u8; 65];
-    let mut at = 0;
-    for part in context {
-        ks_context[at..at + part.len()].copy_from_slice(part);
-        at += part.len();
-    }
+    ks_context[0] = MODE_BASE;
+    ks_context[1..33].copy_from_slice(&psk_id_hash);
+    ks_context[33..].copy_from_slice(&info_hash);
     labeled_expand(&secret, hpke_suite_id, b"key", &[&ks_context], key);
     let mut base_nonce = [0u8; NONCE_LEN];
     labeled_expand(
