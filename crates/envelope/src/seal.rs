@@ -1,23 +1,16 @@
 //! HPKE (RFC 9180) base mode, single shot, with the suite
 //! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM and an empty AAD, as
-//! `rfc9180.rs` does it; key pairs are the `hpke` crate's.
+//! `rfc9180.rs` does it.
 
-use std::convert::Infallible;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hpke::kem::X25519HkdfSha256;
-use hpke::{Deserializable, Kem as _, Serializable};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::error::EnvelopeError;
-
-type Kem = X25519HkdfSha256;
-type PrivateKey = <Kem as hpke::Kem>::PrivateKey;
-type PublicKey = <Kem as hpke::Kem>::PublicKey;
 
 /// `info` of a PIN envelope.
 pub const PIN_INFO: &[u8] = b"keystead pin v1";
@@ -105,14 +98,11 @@ impl<'de> serde::de::Visitor<'de> for ByteBufVisitor {
 }
 
 /// An X25519 key pair that HPKE values are sealed to (the enclave's attested key, or a
-/// client's one-time key).
+/// client's one-time key), held by aws-lc, which scrubs it when freeing it.
 ///
-/// The private key is zeroized on drop (aws-lc scrubs its copy when freeing it);
 /// `Debug` shows only the public key.
 pub struct HpkeKeyPair {
-    sk: PrivateKey,
-    /// The same private key as aws-lc holds it, for [`open`].
-    opener: aws_lc_rs::agreement::PrivateKey,
+    private: aws_lc_rs::agreement::PrivateKey,
     public: [u8; 32],
 }
 
@@ -120,38 +110,45 @@ impl HpkeKeyPair {
     /// A fresh key pair from the caller's cryptographic RNG (RFC 9180 `DeriveKeyPair` over
     /// 32 random bytes).
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        let (sk, pk) = Kem::gen_keypair_with_rng(&mut RngCompat(rng));
-        Self::from_parts(sk, pk)
-    }
-
-    fn from_parts(sk: PrivateKey, pk: PublicKey) -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        sk.write_exact(&mut bytes[..]);
-        // Fails only on a length other than 32, which the type rules out.
-        let opener = aws_lc_rs::agreement::PrivateKey::from_private_key(
-            &aws_lc_rs::agreement::X25519,
-            &bytes[..],
-        )
-        .expect("an X25519 private key is any 32 bytes");
-        let mut public = [0u8; 32];
-        pk.write_exact(&mut public);
-        Self { sk, opener, public }
+        let mut ikm = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut ikm[..]);
+        let mut sk = Zeroizing::new([0u8; 32]);
+        crate::rfc9180::derive_private_key(&ikm[..], &mut sk);
+        Self::from_private_bytes(*sk)
     }
 
     /// The key pair of a raw 32-byte X25519 private key (clamped as X25519 requires).
-    pub fn from_private_bytes(mut bytes: [u8; 32]) -> Self {
-        let sk = PrivateKey::from_bytes(&bytes);
-        bytes.zeroize();
-        // `from_bytes` fails only on a length other than 32, which the type rules out.
-        let sk = sk.expect("an X25519 private key is any 32 bytes");
-        let pk = Kem::sk_to_pk(&sk);
-        Self::from_parts(sk, pk)
+    pub fn from_private_bytes(bytes: [u8; 32]) -> Self {
+        let mut sk = Zeroizing::new(bytes);
+        // RFC 7748 clamping, which RFC 9180 asks of a serialized private key; X25519
+        // itself ignores these bits.
+        sk[0] &= 248;
+        sk[31] &= 127;
+        sk[31] |= 64;
+        // Fails only on a length other than 32, which the type rules out.
+        let private = aws_lc_rs::agreement::PrivateKey::from_private_key(
+            &aws_lc_rs::agreement::X25519,
+            &sk[..],
+        )
+        .expect("an X25519 private key is any 32 bytes");
+        let public = private
+            .compute_public_key()
+            .expect("an X25519 key has a public key")
+            .as_ref()
+            .try_into()
+            .expect("an X25519 public key is 32 bytes");
+        Self { private, public }
     }
 
     /// The private key's 32 bytes (clamped), for storage under the caller's protection.
     pub fn private_bytes(&self) -> Zeroizing<[u8; 32]> {
+        use aws_lc_rs::encoding::{AsBigEndian, Curve25519SeedBin};
+        let seed: Curve25519SeedBin = self
+            .private
+            .as_be_bytes()
+            .expect("an X25519 key has its raw bytes");
         let mut out = Zeroizing::new([0u8; 32]);
-        self.sk.write_exact(&mut out[..]);
+        out.copy_from_slice(seed.as_ref());
         out
     }
 
@@ -222,31 +219,8 @@ pub fn open(
         .as_slice()
         .try_into()
         .map_err(|_| EnvelopeError::InvalidEncLength(sealed.enc.len()))?;
-    crate::rfc9180::open_base(&kp.opener, &kp.public, enc, info, &sealed.ciphertext)
+    crate::rfc9180::open_base(&kp.private, &kp.public, enc, info, &sealed.ciphertext)
 }
-
-/// Lets a `rand_core` 0.9 RNG (what `rand` 0.9 and the rest of the workspace use) drive
-/// `hpke`, which is written against `rand_core` 0.10.
-pub(crate) struct RngCompat<'a, R: ?Sized>(pub(crate) &'a mut R);
-
-impl<R: CryptoRng + ?Sized> hpke::rand_core::TryRng for RngCompat<'_, R> {
-    type Error = Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        Ok(self.0.next_u32())
-    }
-
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        Ok(self.0.next_u64())
-    }
-
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        self.0.fill_bytes(dst);
-        Ok(())
-    }
-}
-
-impl<R: CryptoRng + ?Sized> hpke::rand_core::TryCryptoRng for RngCompat<'_, R> {}
 
 /// Serializes `value` as JSON into a zeroizing buffer allocated once at its exact size,
 /// so that no reallocation leaves a copy of the plaintext behind.
