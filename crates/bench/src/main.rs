@@ -56,6 +56,8 @@ const PIN: &str = "480927";
 const MESSAGE: &str = "hello keystead";
 /// The concurrency whose sign-message rate the crypto-only target compares.
 const SIGN_RATIO_CONCURRENCY: usize = 16;
+/// Signatures recovered after each sign-message window.
+const SIGNATURES_CHECKED: usize = 64;
 /// anvil's second development account: the recipient of every send.
 const RECIPIENT: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const SEND_VALUE_WEI: u64 = 1000;
@@ -142,7 +144,7 @@ impl Api {
     /// One call; the JSON answer when the status is `want`, else `HTTP <status> <code>`.
     async fn call(
         &self,
-        method: hyper::Method,
+        method: http::Method,
         path: &str,
         token: Option<&str>,
         body: Option<Vec<u8>>,
@@ -174,12 +176,12 @@ impl Api {
         body: Vec<u8>,
         want: u16,
     ) -> Result<Value, String> {
-        self.call(hyper::Method::POST, path, token, Some(body), want)
+        self.call(http::Method::POST, path, token, Some(body), want)
             .await
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> Result<Value, String> {
-        self.call(hyper::Method::GET, path, token, None, 200).await
+        self.call(http::Method::GET, path, token, None, 200).await
     }
 }
 
@@ -393,29 +395,27 @@ fn seal_all(key: &EnclaveKey, ops: &[Operation], cores: usize) -> anyhow::Result
     let now = now_unix();
     let pin = Zeroizing::new(PIN.to_string());
     let chunk = ops.len().div_ceil(cores.max(1)).max(1);
-    tokio::task::block_in_place(|| {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = ops
-                .chunks(chunk)
-                .map(|part| {
-                    let pin = &pin;
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|op| seal_envelope(key, pin, op, now))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ops
+            .chunks(chunk)
+            .map(|part| {
+                let pin = &pin;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|op| seal_envelope(key, pin, op, now))
+                        .collect::<Result<Vec<_>, _>>()
                 })
-                .collect();
-            let mut sealed = Vec::with_capacity(ops.len());
-            for h in handles {
-                let part = h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("a sealing thread panicked"))?
-                    .context("sealing a PIN envelope")?;
-                sealed.extend(part);
-            }
-            Ok(sealed)
-        })
+            })
+            .collect();
+        let mut sealed = Vec::with_capacity(ops.len());
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("a sealing thread panicked"))?
+                .context("sealing a PIN envelope")?;
+            sealed.extend(part);
+        }
+        Ok(sealed)
     })
 }
 
@@ -474,7 +474,9 @@ fn main() -> anyhow::Result<()> {
     let anvil = Anvil::start();
     let mut server = Server::start(&bin_dir, anvil.url())?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the generator's tasks never wait for each other's cores, and while the
+    // crypto-only rate or the sealing runs on every core it has nothing else to do.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let result = runtime.block_on(run(&plan, baseline.all_cores.per_s, &anvil, &mut server));
@@ -708,7 +710,6 @@ async fn run(
     // The HTTP rate cannot beat the in-process rate on every core: seal that many, with
     // a margin, for the window (a window that runs out ends early; its rate stands).
     let ceiling = ceiling.max(500.0 * plan.cores as f64);
-    let mut first_signature = None;
     for &c in &plan.sign_levels {
         let warmup = (c * 4).max(32);
         let n = warmup + (ceiling * plan.sign_secs * 1.25).ceil() as usize;
@@ -720,7 +721,9 @@ async fn run(
             })
             .collect();
         let sealed = seal_all(&enclave_key, &ops, plan.cores)?;
-        let mut inputs: Vec<(usize, Arc<str>, Vec<u8>)> = sealed
+        // Whole requests, rendered before the clock starts; answers are checked for their
+        // status in the window and read after it.
+        let mut inputs: Vec<(usize, Vec<u8>)> = sealed
             .into_iter()
             .enumerate()
             .map(|(i, pin)| {
@@ -728,17 +731,31 @@ async fn run(
                 let b = body(&json!({
                     "accountId": user.account_id, "message": MESSAGE, "encoding": "utf8", "pin": pin,
                 }));
-                (i % signers.len(), user.token.clone(), b)
+                let request = api.http.render(
+                    &http::Method::POST,
+                    "/v1/sign/message",
+                    Some(&api.app_key),
+                    Some(&user.token),
+                    Some(&b),
+                );
+                (i % signers.len(), request)
             })
             .collect();
         let timed = inputs.split_off(warmup);
         let sign = {
-            let api = api.clone();
-            move |(i, token, b): (usize, Arc<str>, Vec<u8>)| {
-                let api = api.clone();
+            let http = api.http.clone();
+            move |(i, request): (usize, Vec<u8>)| {
+                let http = http.clone();
                 async move {
-                    let signed = api.post("/v1/sign/message", Some(&token), b, 200).await?;
-                    Ok((i, str_field(&signed, "/signature")?))
+                    let reply = http.send_rendered(&request).await?;
+                    if reply.status != 200 {
+                        return Err(format!(
+                            "/v1/sign/message: HTTP {} {}",
+                            reply.status,
+                            String::from_utf8_lossy(&reply.body)
+                        ));
+                    }
+                    Ok((i, reply.body))
                 }
             }
         };
@@ -747,9 +764,14 @@ async fn run(
             bail!("sign-message warm-up failed: {}", warm.errors[0]);
         }
         let beside = |when: &str| -> anyhow::Result<crypto::CryptoRun> {
-            let run = tokio::task::block_in_place(|| {
-                crypto::all_cores(MESSAGE.as_bytes(), plan.crypto_per_thread, plan.cores)
-            })?;
+            // On threads of its own: it runs a runtime of its own.
+            let run = std::thread::scope(|s| {
+                s.spawn(|| {
+                    crypto::all_cores(MESSAGE.as_bytes(), plan.crypto_per_thread, plan.cores)
+                })
+                .join()
+            })
+            .map_err(|_| anyhow::anyhow!("the crypto-only run panicked"))??;
             println!(
                 "  crypto only {when} it, in process ({} threads) {:>8.0}/s  CPU {:.0} µs/op",
                 run.threads, run.per_s, run.cpu_us_per_op
@@ -774,13 +796,8 @@ async fn run(
         if c == SIGN_RATIO_CONCURRENCY {
             report.crypto_beside_sign16.push(beside("just after")?);
         }
-        if first_signature.is_none() {
-            first_signature = out.outputs.first().cloned();
-        }
-    }
-    if let Some((i, signature)) = &first_signature {
-        check_signature(signature, &signers[*i].address)
-            .context("a signature does not recover to its account")?;
+        check_signatures(&out.outputs, &signers)
+            .with_context(|| format!("sign-message at concurrency {c}"))?;
     }
 
     // ---- 6. ETH sends.
@@ -808,13 +825,23 @@ async fn run(
     Ok((report, rest, after, extra))
 }
 
-fn check_signature(signature: &str, address: &str) -> anyhow::Result<()> {
-    let bytes = alloy_primitives::hex::decode(signature.trim_start_matches("0x"))?;
-    let sig = alloy_primitives::Signature::try_from(bytes.as_slice())?;
-    let recovered = sig.recover_address_from_msg(MESSAGE.as_bytes())?;
-    let expected: alloy_primitives::Address = address.parse()?;
-    if recovered != expected {
-        bail!("recovered {recovered}, expected {expected}");
+/// Reads up to [`SIGNATURES_CHECKED`] answers spread over a window and recovers each
+/// signature to its account.
+fn check_signatures(outputs: &[(usize, bytes::Bytes)], signers: &[User]) -> anyhow::Result<()> {
+    if outputs.is_empty() {
+        bail!("no signature to check");
+    }
+    let step = outputs.len().div_ceil(SIGNATURES_CHECKED).max(1);
+    for (i, body) in outputs.iter().step_by(step) {
+        let answer: Value = serde_json::from_slice(body).context("the answer is not JSON")?;
+        let signature = str_field(&answer, "/signature").map_err(anyhow::Error::msg)?;
+        let bytes = alloy_primitives::hex::decode(signature.trim_start_matches("0x"))?;
+        let sig = alloy_primitives::Signature::try_from(bytes.as_slice())?;
+        let recovered = sig.recover_address_from_msg(MESSAGE.as_bytes())?;
+        let expected: alloy_primitives::Address = signers[*i].address.parse()?;
+        if recovered != expected {
+            bail!("a signature recovered to {recovered}, not its account {expected}");
+        }
     }
     Ok(())
 }
@@ -838,12 +865,9 @@ async fn sends(
         plan.send_concurrency
     );
     let wei = alloy_primitives::U256::from(FUNDING_WEI);
-    tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        for s in senders {
-            anvil.set_balance(s.address.parse()?, wei);
-        }
-        Ok(())
-    })?;
+    for s in senders {
+        anvil.set_balance(s.address.parse()?, wei);
+    }
     let mut intents = Vec::new();
     for s in senders {
         let b = body(
@@ -949,25 +973,22 @@ async fn sends(
         }
     }
     let mut gaps = Vec::new();
-    tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        for (i, s) in senders.iter().enumerate() {
-            let count = anvil.rpc("eth_getTransactionCount", json!([s.address, "latest"]))?;
-            let count = count
-                .as_str()
-                .and_then(|q| u64::from_str_radix(q.trim_start_matches("0x"), 16).ok())
-                .context("eth_getTransactionCount")?;
-            let mut nonces = nonces_by[i].clone();
-            nonces.sort_unstable();
-            let gapless = nonces.iter().copied().eq(0..nonces.len() as u64);
-            if count != sent_by[i] || !gapless {
-                gaps.push(format!(
-                    "sender {i}: {} accepted, chain nonce {count}, nonces gapless: {gapless}",
-                    sent_by[i]
-                ));
-            }
+    for (i, s) in senders.iter().enumerate() {
+        let count = anvil.rpc("eth_getTransactionCount", json!([s.address, "latest"]))?;
+        let count = count
+            .as_str()
+            .and_then(|q| u64::from_str_radix(q.trim_start_matches("0x"), 16).ok())
+            .context("eth_getTransactionCount")?;
+        let mut nonces = nonces_by[i].clone();
+        nonces.sort_unstable();
+        let gapless = nonces.iter().copied().eq(0..nonces.len() as u64);
+        if count != sent_by[i] || !gapless {
+            gaps.push(format!(
+                "sender {i}: {} accepted, chain nonce {count}, nonces gapless: {gapless}",
+                sent_by[i]
+            ));
         }
-        Ok(())
-    })?;
+    }
     let n_confirmed = confirmed.outputs.len();
     if n_confirmed != total {
         report.failures.push(format!(

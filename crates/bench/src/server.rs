@@ -83,7 +83,7 @@ impl Server {
     pub async fn wait_ready(&mut self, http: &Http1) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
-            let ready = http.call(hyper::Method::GET, "/readyz", None, None, None);
+            let ready = http.call(http::Method::GET, "/readyz", None, None, None);
             if let Ok(r) = ready.await
                 && r.status == 200
             {
