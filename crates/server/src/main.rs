@@ -125,8 +125,11 @@ fn load(flags: &ServerFlags) -> anyhow::Result<Config> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYSTEAD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    // Colour codes only for a person at a terminal: a log file or collector gets plain
+    // text (and each request's span is formatted that much more cheaply).
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         subscriber.json().init()

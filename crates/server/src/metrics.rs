@@ -1,11 +1,10 @@
 //! Prometheus metrics: requests by route and status, and their durations.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: Cow<'static, str>,
     route: String,
     status: u16,
 }
@@ -48,26 +47,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub async fn observe(&self, req: Request, next: Next) -> Response {
-        // The matched route, never the raw path: ids stay out of label values.
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "unmatched".into());
-        let method = req.method().to_string();
-        let started = Instant::now();
-        let response = next.run(req).await;
+    /// One answered request: `route` is the matched route, never the raw path (ids stay
+    /// out of label values).
+    pub fn record(&self, method: &Method, route: String, status: u16, elapsed: Duration) {
         let labels = RequestLabels {
-            method,
+            method: method_label(method),
             route,
-            status: response.status().as_u16(),
+            status,
         };
         self.requests.get_or_create(&labels).inc();
         self.durations
             .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
-        response
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn render(&self) -> String {
@@ -77,5 +68,16 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// A method's label, borrowed for the methods the API serves.
+fn method_label(method: &Method) -> Cow<'static, str> {
+    match *method {
+        Method::GET => Cow::Borrowed("GET"),
+        Method::POST => Cow::Borrowed("POST"),
+        Method::OPTIONS => Cow::Borrowed("OPTIONS"),
+        Method::HEAD => Cow::Borrowed("HEAD"),
+        _ => Cow::Owned(method.as_str().to_string()),
     }
 }

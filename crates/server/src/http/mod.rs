@@ -3,6 +3,7 @@
 mod app_check;
 mod apps;
 mod auth;
+mod context;
 pub mod error;
 mod extract;
 mod oauth;
@@ -16,10 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
 
 use crate::metrics::Metrics;
@@ -125,8 +123,6 @@ pub const APP_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 )]
 pub struct ApiDoc;
 
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
     let metrics = state.metrics.clone();
     // Everything under `/v1` but the OpenAPI document is for an app: the app check runs
@@ -166,19 +162,5 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .merge(v1)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            let metrics = metrics.clone();
-            async move { metrics.observe(req, next).await }
-        }))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
-                })
-                // A 5xx is already logged where it arose, with its cause.
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(context::RequestContextLayer::new(metrics))
 }

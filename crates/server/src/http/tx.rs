@@ -142,8 +142,8 @@ pub async fn sign(
         ));
     };
     Ok(Json(SignedTxResponse {
-        signed_transaction: format!("0x{}", hex::encode(raw)),
-        hash: format!("0x{}", hex::encode(hash)),
+        signed_transaction: alloy_primitives::hex::encode_prefixed(raw),
+        hash: alloy_primitives::hex::encode_prefixed(hash),
     }))
 }
 

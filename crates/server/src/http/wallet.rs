@@ -350,7 +350,7 @@ fn message_bytes(message: &str, encoding: MessageEncoding) -> ApiResult<Vec<u8>>
 
 fn signature_response(signature: &[u8]) -> Json<SignatureResponse> {
     Json(SignatureResponse {
-        signature: format!("0x{}", hex::encode(signature)),
+        signature: alloy_primitives::hex::encode_prefixed(signature),
     })
 }
 

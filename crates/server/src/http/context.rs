@@ -1,0 +1,147 @@
+//! Every request's context, in one layer: its id (the caller's `x-request-id` when it sent
+//! one, else a fresh UUID v4), the `request` span its work is logged in, its count and
+//! duration in the metrics, and the id on the answer. This was four layers (tower-http's
+//! set and propagate request id and trace, and a metrics middleware), each wrapping the
+//! request's future, one boxing it and cloning the routes behind it, on every call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use axum::http::{HeaderName, HeaderValue, Method, Request};
+use axum::response::Response;
+use tower::{Layer, Service};
+use tracing::Span;
+
+use crate::metrics::Metrics;
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone)]
+pub struct RequestContextLayer {
+    metrics: Metrics,
+}
+
+impl RequestContextLayer {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B> Service<Request<B>> for RequestContext<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ContextFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let id = match req.headers().get(&REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
+        let span = tracing::info_span!(
+            "request",
+            id = id.to_str().unwrap_or("-"),
+            method = req.method().as_str(),
+            path = req.uri().path(),
+        );
+        // The matched route, never the raw path: ids stay out of label values.
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_string());
+        let method = req.method().clone();
+        let started = Instant::now();
+        let inner = span.in_scope(|| self.inner.call(req));
+        ContextFuture {
+            inner,
+            span,
+            answer: Some(Answer {
+                id,
+                method,
+                route,
+                started,
+                metrics: self.metrics.clone(),
+            }),
+        }
+    }
+}
+
+/// A fresh id: a UUID v4, from `uuid`'s user-space CSPRNG (no system call per request).
+fn new_request_id() -> HeaderValue {
+    let mut text = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("a UUID is a header value")
+}
+
+/// What is recorded once the answer is ready.
+struct Answer {
+    id: HeaderValue,
+    method: Method,
+    route: Option<String>,
+    started: Instant,
+    metrics: Metrics,
+}
+
+pin_project_lite::pin_project! {
+    pub struct ContextFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        answer: Option<Answer>,
+    }
+}
+
+impl<F, E> Future for ContextFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut result = ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(answer)) = (&mut result, this.answer.take()) {
+            let elapsed = answer.started.elapsed();
+            answer.metrics.record(
+                &answer.method,
+                answer.route.unwrap_or_else(|| "unmatched".into()),
+                response.status().as_u16(),
+                elapsed,
+            );
+            tracing::debug!(status = response.status().as_u16(), ?elapsed, "answered");
+            response.headers_mut().insert(REQUEST_ID.clone(), answer.id);
+        }
+        Poll::Ready(result)
+    }
+}
