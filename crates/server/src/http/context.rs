@@ -145,3 +145,59 @@ where
         Poll::Ready(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    fn app(metrics: Metrics) -> Router {
+        Router::new()
+            .route("/things/{id}", get(|| async { "ok" }))
+            .layer(RequestContextLayer::new(metrics))
+    }
+
+    async fn answer_id(metrics: &Metrics, id: Option<&str>) -> String {
+        let mut request = Request::get("/things/7");
+        if let Some(id) = id {
+            request = request.header(&REQUEST_ID, id);
+        }
+        let response = app(metrics.clone())
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 200);
+        response.headers()[&REQUEST_ID]
+            .to_str()
+            .expect("text")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn keeps_the_callers_id_or_makes_a_fresh_one_and_counts_by_route() {
+        let metrics = Metrics::default();
+        assert_eq!(
+            answer_id(&metrics, Some("trace-me-42")).await,
+            "trace-me-42"
+        );
+        let (a, b) = (
+            answer_id(&metrics, None).await,
+            answer_id(&metrics, None).await,
+        );
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 4);
+        }
+        let rendered = metrics.render();
+        assert!(
+            rendered.contains(
+                "keystead_http_requests_total{method=\"GET\",route=\"/things/{id}\",status=\"200\"} 3"
+            ),
+            "{rendered}"
+        );
+    }
+}
