@@ -591,19 +591,47 @@ async fn run(
             .await
         }
     };
-    let login = |api: &Api| {
-        let api = api.clone();
-        move |id_token: String| {
-            let api = api.clone();
-            async move {
+    // Whole requests rendered before the window, answers read after it (as for
+    // sign-message): the generator shares the cores, and its one thread turns a group
+    // commit's burst of answers around one after another.
+    let login_requests = |api: &Api, id_tokens: Vec<String>| -> Vec<Vec<u8>> {
+        id_tokens
+            .iter()
+            .map(|id_token| {
                 let b = body(&json!({"provider": "dev", "idToken": id_token}));
-                let session = api.post("/v1/auth/id-token", None, b, 200).await?;
-                Ok((
-                    str_field(&session, "/accessToken")?,
-                    str_field(&session, "/user/id")?,
-                ))
+                api.http.render(
+                    &http::Method::POST,
+                    "/v1/auth/id-token",
+                    Some(&api.app_key),
+                    None,
+                    Some(&b),
+                )
+            })
+            .collect()
+    };
+    let login = |api: &Api| {
+        let http = api.http.clone();
+        move |request: Vec<u8>| {
+            let http = http.clone();
+            async move {
+                let reply = http.send_rendered(&request).await?;
+                if reply.status != 200 {
+                    return Err(format!(
+                        "/v1/auth/id-token: HTTP {} {}",
+                        reply.status,
+                        String::from_utf8_lossy(&reply.body)
+                    ));
+                }
+                Ok(reply.body)
             }
         }
+    };
+    let session_of = |body: &bytes::Bytes| -> anyhow::Result<(String, String)> {
+        let session: Value = serde_json::from_slice(body).context("a session is not JSON")?;
+        Ok((
+            str_field(&session, "/accessToken").map_err(anyhow::Error::msg)?,
+            str_field(&session, "/user/id").map_err(anyhow::Error::msg)?,
+        ))
     };
     // First logins (the users are created), then fresh ID tokens for the same users at
     // 16 and at 64: at 16 a login's wait for its group commit bounds the rate (16 ÷
@@ -630,14 +658,20 @@ async fn run(
             plan,
             key,
             label,
-            minted.outputs,
+            login_requests(&api, minted.outputs),
             concurrency,
             None,
             login(&api),
         )
         .await;
+        let read: Vec<(String, String)> = out
+            .outputs
+            .iter()
+            .map(session_of)
+            .collect::<anyhow::Result<_>>()
+            .with_context(|| format!("{label}: an answer"))?;
         if key == "login" {
-            sessions = out.outputs;
+            sessions = read;
         }
     }
     if sessions.len() < plan.sign_wallets + plan.senders {
