@@ -84,6 +84,20 @@ impl Http1 {
             .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
     }
 
+    /// Sends a rendered request for `path`; its body when the status is `want`, else the
+    /// status and body as the error.
+    pub async fn expect(&self, request: &[u8], path: &str, want: u16) -> Result<Bytes, String> {
+        let reply = self.send_rendered(request).await?;
+        if reply.status != want {
+            return Err(format!(
+                "{path}: HTTP {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ));
+        }
+        Ok(reply.body)
+    }
+
     /// The bytes of a request with an optional app key, bearer token and JSON body.
     pub fn render(
         &self,

@@ -613,17 +613,7 @@ async fn run(
         let http = api.http.clone();
         move |request: Vec<u8>| {
             let http = http.clone();
-            async move {
-                let reply = http.send_rendered(&request).await?;
-                if reply.status != 200 {
-                    return Err(format!(
-                        "/v1/auth/id-token: HTTP {} {}",
-                        reply.status,
-                        String::from_utf8_lossy(&reply.body)
-                    ));
-                }
-                Ok(reply.body)
-            }
+            async move { http.expect(&request, "/v1/auth/id-token", 200).await }
         }
     };
     let session_of = |body: &bytes::Bytes| -> anyhow::Result<(String, String)> {
@@ -781,15 +771,8 @@ async fn run(
             move |(i, request): (usize, Vec<u8>)| {
                 let http = http.clone();
                 async move {
-                    let reply = http.send_rendered(&request).await?;
-                    if reply.status != 200 {
-                        return Err(format!(
-                            "/v1/sign/message: HTTP {} {}",
-                            reply.status,
-                            String::from_utf8_lossy(&reply.body)
-                        ));
-                    }
-                    Ok((i, reply.body))
+                    let body = http.expect(&request, "/v1/sign/message", 200).await?;
+                    Ok((i, body))
                 }
             }
         };
