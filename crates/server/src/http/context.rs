@@ -60,7 +60,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = match req.headers().get(&REQUEST_ID) {
+        let id = match req.headers().get(&REQUEST_ID).filter(|id| usable_id(id)) {
             Some(id) => id.clone(),
             None => {
                 let id = new_request_id();
@@ -94,6 +94,21 @@ where
             }),
         }
     }
+}
+
+/// The longest caller's id kept.
+const MAX_CALLER_ID: usize = 128;
+
+/// Whether a caller's id may stand for the request: it goes into every log line of the
+/// request, so only a short token of letters, digits and `-_.:` is kept (anything else
+/// is replaced by a fresh id, not logged).
+fn usable_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_CALLER_ID
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// A fresh id: a UUID v4, from `uuid`'s user-space CSPRNG (no system call per request).
@@ -192,10 +207,26 @@ mod tests {
             let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
             assert_eq!(uuid.get_version_num(), 4);
         }
+        // An id that would not be safe to log is replaced, never echoed.
+        for unsafe_id in [
+            "a b",
+            "x".repeat(MAX_CALLER_ID + 1).as_str(),
+            "idé",
+            "{\"json\":1}",
+        ] {
+            let id = answer_id(&metrics, Some(unsafe_id)).await;
+            assert_ne!(id, unsafe_id);
+            assert_eq!(
+                uuid::Uuid::parse_str(&id)
+                    .expect("a UUID")
+                    .get_version_num(),
+                4
+            );
+        }
         let rendered = metrics.render();
         assert!(
             rendered.contains(
-                "keystead_http_requests_total{method=\"GET\",route=\"/things/{id}\",status=\"200\"} 3"
+                "keystead_http_requests_total{method=\"GET\",route=\"/things/{id}\",status=\"200\"} 7"
             ),
             "{rendered}"
         );
