@@ -137,8 +137,9 @@ impl Http1 {
             None => (self.connect().await?, false),
         };
         let answer = match connection.exchange(request).await {
-            // The server closed a kept-alive connection before the request reached it:
-            // it never saw it, so it is sent again on a new connection.
+            // A kept-alive connection the server had already closed: sent again on a new
+            // one. (A server that read the request and closed without an answer would
+            // land here too; the sends' nonce check would catch a request run twice.)
             Err(ReadError::ClosedBeforeAnswer) if reused => {
                 connection = self.connect().await?;
                 connection.exchange(request).await
