@@ -84,16 +84,21 @@ impl Http1 {
             .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
     }
 
-    /// Sends a rendered request for `path`; its body when the status is `want`, else the
-    /// status and body as the error.
+    /// Sends a rendered request for `path`: its body when the status is `want`, else
+    /// `<path> HTTP <status> <error code>` (the path cut after its third segment, so that
+    /// ids in it do not make every error distinct).
     pub async fn expect(&self, request: &[u8], path: &str, want: u16) -> Result<Bytes, String> {
-        let reply = self.send_rendered(request).await?;
+        let what = || path.split('/').take(4).collect::<Vec<_>>().join("/");
+        let reply = self
+            .send_rendered(request)
+            .await
+            .map_err(|e| format!("{}: {e}", what()))?;
         if reply.status != want {
-            return Err(format!(
-                "{path}: HTTP {} {}",
-                reply.status,
-                String::from_utf8_lossy(&reply.body)
-            ));
+            let code = serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(String::from))
+                .unwrap_or_default();
+            return Err(format!("{}: HTTP {} {code}", what(), reply.status));
         }
         Ok(reply.body)
     }

@@ -141,6 +141,18 @@ struct Api {
 }
 
 impl Api {
+    /// A request with the app key, rendered to be sent later.
+    fn render(
+        &self,
+        method: &http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Vec<u8> {
+        self.http
+            .render(method, path, Some(&self.app_key), token, body)
+    }
+
     /// One call; the JSON answer when the status is `want`, else `HTTP <status> <code>`.
     async fn call(
         &self,
@@ -150,23 +162,12 @@ impl Api {
         body: Option<Vec<u8>>,
         want: u16,
     ) -> Result<Value, String> {
-        let what = || path.split('/').take(4).collect::<Vec<_>>().join("/");
-        let reply = self
-            .http
-            .call(method, path, Some(&self.app_key), token, body)
-            .await
-            .map_err(|e| format!("{}: {e}", what()))?;
-        if reply.status != want {
-            let code = serde_json::from_slice::<Value>(&reply.body)
-                .ok()
-                .and_then(|v| v["error"]["code"].as_str().map(String::from))
-                .unwrap_or_default();
-            return Err(format!("{}: HTTP {} {code}", what(), reply.status));
-        }
-        if reply.body.is_empty() {
+        let request = self.render(&method, path, token, body.as_deref());
+        let answer = self.http.expect(&request, path, want).await?;
+        if answer.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&reply.body).map_err(|e| format!("{}: {e}", what()))
+        serde_json::from_slice(&answer).map_err(|e| format!("{path}: {e}"))
     }
 
     async fn post(
@@ -599,13 +600,7 @@ async fn run(
             .iter()
             .map(|id_token| {
                 let b = body(&json!({"provider": "dev", "idToken": id_token}));
-                api.http.render(
-                    &http::Method::POST,
-                    "/v1/auth/id-token",
-                    Some(&api.app_key),
-                    None,
-                    Some(&b),
-                )
+                api.render(&http::Method::POST, "/v1/auth/id-token", None, Some(&b))
             })
             .collect()
     };
@@ -755,10 +750,9 @@ async fn run(
                 let b = body(&json!({
                     "accountId": user.account_id, "message": MESSAGE, "encoding": "utf8", "pin": pin,
                 }));
-                let request = api.http.render(
+                let request = api.render(
                     &http::Method::POST,
                     "/v1/sign/message",
-                    Some(&api.app_key),
                     Some(&user.token),
                     Some(&b),
                 );

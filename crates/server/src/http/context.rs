@@ -17,7 +17,7 @@ use tracing::Span;
 
 use crate::metrics::Metrics;
 
-pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone)]
 pub struct RequestContextLayer {
