@@ -1,4 +1,4 @@
-//! The store's error type and the mapping from sqlx errors.
+//! The store's error type and the mapping from sqlx's and rusqlite's errors.
 
 /// What can go wrong in the store. Messages never contain values bound into SQL.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -46,6 +46,27 @@ fn describe_database_error(db: &dyn sqlx::error::DatabaseError) -> String {
         format!("data exception (code {code})")
     } else {
         format!("{} (code {code})", db.message())
+    }
+}
+
+/// Classifies a rusqlite error as [`from_sqlx`] does a sqlx one: no row is `NotFound`, a
+/// taken unique key `Conflict`, a missing referenced row `NotFound`. SQLite's messages
+/// name the constraint, never a bound value.
+pub(crate) fn from_rusqlite(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
+    match error {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        rusqlite::Error::SqliteFailure(failure, message) => match failure.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                StoreError::Conflict
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::NotFound,
+            code => StoreError::Database(format!(
+                "{} (code {code})",
+                message.unwrap_or_else(|| failure.to_string())
+            )),
+        },
+        other => StoreError::Database(other.to_string()),
     }
 }
 

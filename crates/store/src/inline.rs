@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
+use crate::error::from_rusqlite;
 use crate::{AccountRow, AccountWithRecord, LoginUser, Session, StoreError, User, WalletRow};
 
 /// Connections kept: more than the threads that read at once (the runtime's workers).
@@ -100,14 +101,6 @@ impl InlineReader {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         read(&connection).map_err(from_rusqlite)
-    }
-}
-
-/// No row is `NotFound`; anything else is a database error (never with bound values).
-fn from_rusqlite(error: rusqlite::Error) -> StoreError {
-    match error {
-        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
-        other => StoreError::Database(other.to_string()),
     }
 }
 

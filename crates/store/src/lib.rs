@@ -145,7 +145,28 @@ pub(crate) use with_writer;
 /// writes only if it returns `Ok`. On an SQLite file the writer's group is that
 /// transaction (no savepoint of its own, see [`writer`]); elsewhere `$body` runs in a
 /// transaction of its own, committed on `Ok`.
+///
+/// Given two bodies, `|sqlite| $direct, |tx| $body`, an SQLite file runs `$direct`
+/// instead, on the writer's own rusqlite connection `sqlite` in the writer's thread (the
+/// hot writes, see [`writer`]); `$direct` may run twice, so it uses the owned arguments
+/// by reference.
 macro_rules! with_writer_tx {
+    ($store:expr, ($($owned:ident),* $(,)?), |$sqlite:ident| $direct:expr,
+        |$tx:ident| $body:expr) => {{
+        $(#[allow(clippy::clone_on_copy, clippy::redundant_clone)] let $owned = $owned.to_owned();)*
+        match (&$store.pool, &$store.writer) {
+            (_, Some(writer)) => {
+                writer
+                    .write_direct(
+                        $crate::writer::Statements::Several,
+                        move |$sqlite: &::rusqlite::Connection| $direct,
+                    )
+                    .await
+            }
+            ($crate::Pool::Sqlite($tx), None) => $crate::in_transaction!($tx, $body),
+            ($crate::Pool::Postgres($tx), None) => $crate::in_transaction!($tx, $body),
+        }
+    }};
     ($store:expr, ($($owned:ident),* $(,)?), |$tx:ident| $body:expr) => {
         $crate::with_writer!(@run Several, $store, ($($owned),*), |$tx| $body,
             $crate::in_transaction!($tx, $body), $crate::in_transaction!($tx, $body))
@@ -221,7 +242,14 @@ impl Store {
                     options.get_filename(),
                     SQLITE_BUSY_TIMEOUT,
                 )?));
-                writer = Some(std::sync::Arc::new(writer::Writer::start(options).await?));
+                writer = Some(std::sync::Arc::new(
+                    writer::Writer::start(
+                        options.clone(),
+                        options.get_filename(),
+                        SQLITE_BUSY_TIMEOUT,
+                    )
+                    .await?,
+                ));
             }
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -1,6 +1,9 @@
 //! Login sessions and their rotating refresh tokens (stored as hashes the caller makes).
 
+use rusqlite::params;
+
 use crate::error::DbResultExt;
+use crate::writer;
 use crate::{Backend, Session, Store, StoreError, found, with_pool, with_writer, with_writer_tx};
 
 const SESSION_COLUMNS: &str = "id, app_id, user_id, created_at, expires_at, revoked_at";
@@ -33,20 +36,41 @@ impl Store {
                  SELECT $7, id, created_at FROM session"
             }
         };
-        with_writer_tx!(self, (session, refresh_token_hash), |tx| {
-            sqlx::query(sql)
-                .bind(&session.id)
-                .bind(&session.app_id)
-                .bind(&session.user_id)
-                .bind(session.created_at)
-                .bind(session.expires_at)
-                .bind(session.revoked_at)
-                .bind(&refresh_token_hash)
-                .execute(&mut *tx)
-                .await
-                .map(|_| ())
-                .db()
-        })
+        with_writer_tx!(
+            self,
+            (session, refresh_token_hash),
+            |sqlite| {
+                const INSERT_SESSION: &str = "INSERT INTO sessions \
+                     (id, app_id, user_id, created_at, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)";
+                let s = &session;
+                let row = params![
+                    s.id,
+                    s.app_id,
+                    s.user_id,
+                    s.created_at,
+                    s.expires_at,
+                    s.revoked_at
+                ];
+                writer::execute(sqlite, INSERT_SESSION, row)?;
+                let token = params![refresh_token_hash, s.id, s.created_at];
+                writer::execute(sqlite, INSERT_TOKEN, token).map(|_| ())
+            },
+            |tx| {
+                sqlx::query(sql)
+                    .bind(&session.id)
+                    .bind(&session.app_id)
+                    .bind(&session.user_id)
+                    .bind(session.created_at)
+                    .bind(session.expires_at)
+                    .bind(session.revoked_at)
+                    .bind(&refresh_token_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ())
+                    .db()
+            }
+        )
     }
 
     /// The session with this id in this app, live or not (see [`Session::is_live`]).

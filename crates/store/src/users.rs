@@ -1,6 +1,9 @@
 //! Users of an app and the login identities linked to them.
 
+use rusqlite::params;
+
 use crate::error::DbResultExt;
+use crate::writer;
 use crate::{
     Backend, Identity, LoginUser, Store, StoreError, User, found, with_pool, with_writer,
     with_writer_tx,
@@ -47,19 +50,30 @@ impl Store {
                  SELECT app_id, $5, $6, id FROM new_user"
             }
         };
-        with_writer_tx!(self, (user, provider, subject), |tx| {
-            sqlx::query(sql)
-                .bind(&user.id)
-                .bind(&user.app_id)
-                .bind(&user.email)
-                .bind(user.created_at)
-                .bind(&provider)
-                .bind(&subject)
-                .execute(&mut *tx)
-                .await
-                .map(|_| ())
-                .db()
-        })
+        with_writer_tx!(
+            self,
+            (user, provider, subject),
+            |sqlite| {
+                let u = &user;
+                let row = params![u.id, u.app_id, u.email, u.created_at];
+                writer::execute(sqlite, INSERT_USER, row)?;
+                let identity = params![u.app_id, provider, subject, u.id];
+                writer::execute(sqlite, INSERT_IDENTITY, identity).map(|_| ())
+            },
+            |tx| {
+                sqlx::query(sql)
+                    .bind(&user.id)
+                    .bind(&user.app_id)
+                    .bind(&user.email)
+                    .bind(user.created_at)
+                    .bind(&provider)
+                    .bind(&subject)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ())
+                    .db()
+            }
+        )
     }
 
     /// The user with this id in this app.

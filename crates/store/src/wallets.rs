@@ -3,8 +3,11 @@
 
 use std::sync::LazyLock;
 
+use rusqlite::params;
+
 use crate::error::DbResultExt;
 use crate::inline;
+use crate::writer;
 use crate::{
     AccountRow, AccountWithRecord, Backend, Store, StoreError, WalletRow, with_pool, with_writer,
     with_writer_tx,
@@ -95,23 +98,67 @@ impl Store {
                 Backend::Postgres => format!("WITH wallet AS ({insert_wallet}) {insert_accounts}"),
             }
         };
-        with_writer_tx!(self, (wallet, accounts, sql), |tx| {
-            let query = sqlx::query(&sql)
-                .bind(&wallet.id)
-                .bind(&wallet.app_id)
-                .bind(&wallet.user_id)
-                .bind(&wallet.record)
-                .bind(wallet.record_version)
-                .bind(wallet.created_at)
-                .bind(wallet.updated_at);
-            accounts
-                .iter()
-                .fold(query, |query, account| bind_account!(query, account))
-                .execute(&mut *tx)
-                .await
-                .map(|_| ())
-                .db()
-        })
+        with_writer_tx!(
+            self,
+            (wallet, accounts, sql),
+            |sqlite| {
+                static INSERT_WALLET: LazyLock<String> = LazyLock::new(|| {
+                    format!(
+                        "INSERT INTO wallets ({WALLET_COLUMNS}) VALUES {}",
+                        numbered_rows(1, 1, 7)
+                    )
+                });
+                static INSERT_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
+                    format!(
+                        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {}",
+                        numbered_rows(1, 1, 9)
+                    )
+                });
+                let w = &wallet;
+                let row = params![
+                    w.id,
+                    w.app_id,
+                    w.user_id,
+                    w.record,
+                    w.record_version,
+                    w.created_at,
+                    w.updated_at
+                ];
+                writer::execute(sqlite, &INSERT_WALLET, row)?;
+                for a in accounts.iter() {
+                    let row = params![
+                        a.id,
+                        a.wallet_id,
+                        a.app_id,
+                        a.network,
+                        a.family,
+                        a.address,
+                        a.path,
+                        a.idx,
+                        a.created_at
+                    ];
+                    writer::execute(sqlite, &INSERT_ACCOUNT, row)?;
+                }
+                Ok(())
+            },
+            |tx| {
+                let query = sqlx::query(&sql)
+                    .bind(&wallet.id)
+                    .bind(&wallet.app_id)
+                    .bind(&wallet.user_id)
+                    .bind(&wallet.record)
+                    .bind(wallet.record_version)
+                    .bind(wallet.created_at)
+                    .bind(wallet.updated_at);
+                accounts
+                    .iter()
+                    .fold(query, |query, account| bind_account!(query, account))
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ())
+                    .db()
+            }
+        )
     }
 
     /// The wallet with this id in this app.
