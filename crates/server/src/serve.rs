@@ -4,9 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::ServiceExt;
+use axum::extract::{DefaultBodyLimit, Request};
 use keystead_enclave_client::{ClientConfig, EnclaveClient};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::Layer;
 
 use keystead_identity::{OidcVerifier, SessionSigner, VerifierOptions};
 use rand::TryRngCore;
@@ -84,7 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.chain_poll_ms),
         shutdown_rx.clone(),
     ));
-    let app = router(state.clone(), config.max_body_bytes)
+    let app = router(state.clone())
         .merge(dev_routes)
         .merge(crate::http::widget::routes(
             state,
@@ -96,7 +99,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "keystead listening");
     let mut rx = shutdown_rx.clone();
-    axum::serve(listener, app)
+    let app = DefaultBodyLimit::max(config.max_body_bytes).layer(app);
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = shutdown_signal() => {}

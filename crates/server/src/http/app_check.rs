@@ -2,13 +2,18 @@
 //! `Origin` (when present) must be one of its registered origins, and CORS headers are
 //! added only for such an origin (never `*`).
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keystead_identity::hash_token;
 use keystead_store::{App, StoreError};
 use keystead_types::ErrorCode;
+use tower::{Layer, Service};
 
 use super::{ApiError, SharedState};
 use crate::admin::normalize_origin;
@@ -24,7 +29,99 @@ const ALLOW_HEADERS: &str = "content-type, authorization, x-app-key, idempotency
 const EXPOSE_HEADERS: &str = "x-request-id, retry-after";
 const MAX_AGE_SECS: &str = "600";
 
-pub async fn check(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+/// Puts [`check`] in front of each route it wraps.
+#[derive(Clone)]
+pub struct AppCheckLayer {
+    state: SharedState,
+}
+
+impl AppCheckLayer {
+    pub fn new(state: SharedState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for AppCheckLayer {
+    type Service = AppCheck<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AppCheck {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppCheck<S> {
+    inner: S,
+    state: SharedState,
+}
+
+type BoxResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+impl<S> Service<Request> for AppCheck<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AppCheckFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // The usual request (no `Origin`, an app key seen in the last few seconds) is
+        // checked here and goes straight on; any other waits for the store in `check`.
+        if req.method() != Method::OPTIONS
+            && !req.headers().contains_key(header::ORIGIN)
+            && let Ok(hash) = key_hash(req.headers())
+            && let Some(app) = self.state.app_keys.get(&hash, std::time::Instant::now())
+        {
+            req.extensions_mut().insert(CurrentApp(app));
+            return AppCheckFuture::Checked {
+                inner: self.inner.call(req),
+            };
+        }
+        // `self.inner` is the clone that was made ready; keep a fresh one for next time.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let state = self.state.clone();
+        AppCheckFuture::Checking {
+            future: Box::pin(check(state, req, move |req| inner.call(req))),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = AppCheckProjection]
+    pub enum AppCheckFuture<F> {
+        Checked { #[pin] inner: F },
+        Checking { future: BoxResponseFuture },
+    }
+}
+
+impl<F> Future for AppCheckFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AppCheckProjection::Checked { inner } => inner.poll(cx),
+            AppCheckProjection::Checking { future } => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+async fn check<F>(state: SharedState, mut req: Request, next: impl FnOnce(Request) -> F) -> Response
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
     let origin = match request_origin(req.headers()) {
         Ok(origin) => origin,
         Err(e) => return e.into_response(),
@@ -61,7 +158,7 @@ pub async fn check(State(state): State<SharedState>, mut req: Request, next: Nex
         }
     }
     req.extensions_mut().insert(CurrentApp(app));
-    let mut response = next.run(req).await;
+    let Ok(mut response) = next(req).await;
     if let Some(origin) = &origin {
         allow_origin(response.headers_mut(), origin);
         response.headers_mut().insert(
@@ -93,13 +190,7 @@ async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<App
             "a valid X-App-Key header is required",
         )
     };
-    let key = headers
-        .get(&APP_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(unauthenticated)?;
-    let hash = hash_token(key);
+    let hash = key_hash(headers).map_err(|()| unauthenticated())?;
     let now = std::time::Instant::now();
     if let Some(app) = state.app_keys.get(&hash, now) {
         return Ok(app);
@@ -113,6 +204,17 @@ async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<App
         Err(StoreError::NotFound) => Err(unauthenticated()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The hash of the request's `X-App-Key`, as apps' keys are stored.
+fn key_hash(headers: &HeaderMap) -> Result<String, ()> {
+    headers
+        .get(&APP_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(hash_token)
+        .ok_or(())
 }
 
 /// The answer to a preflight from an allowed origin (browsers cache it for `Max-Age`).

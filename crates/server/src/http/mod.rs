@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
@@ -123,7 +122,10 @@ pub const APP_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 )]
 pub struct ApiDoc;
 
-pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
+/// The API's routes. The body limit is not among their layers: a router's `layer` wraps
+/// each route on its own, one more boxed service called per request, so the server puts
+/// it around the whole app once (`serve.rs`).
+pub fn router(state: SharedState) -> Router {
     let metrics = state.metrics.clone();
     // Everything under `/v1` but the OpenAPI document is for an app: the app check runs
     // first (it also answers CORS preflights, so OPTIONS never reaches a handler).
@@ -147,10 +149,7 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .route("/v1/tx/sign", post(tx::sign))
         .route("/v1/tx/send", post(tx::send))
         .route("/v1/tx/{id}", get(tx::get))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            app_check::check,
-        ));
+        .layer(app_check::AppCheckLayer::new(state.clone()));
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
@@ -161,6 +160,6 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .route(oauth::CALLBACK_PATH, get(oauth::callback))
         .merge(v1)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Inside the router, where the matched route (the metrics' label) is known.
         .layer(context::RequestContextLayer::new(metrics))
 }
