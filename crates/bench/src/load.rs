@@ -22,6 +22,30 @@ pub struct Outcome<R> {
     pub unused: usize,
 }
 
+impl<R> Outcome<R> {
+    /// Adds a later run at the same concurrency (the next slice of a window) to this one.
+    pub fn absorb(&mut self, later: Outcome<R>) {
+        self.latencies_us.extend(later.latencies_us);
+        self.latencies_us.sort_unstable();
+        self.outputs.extend(later.outputs);
+        self.errors.extend(later.errors);
+        self.elapsed += later.elapsed;
+        self.unused += later.unused;
+    }
+}
+
+/// `inputs` cut into `parts` runs in order, as even as they go (the last may be shorter).
+pub fn split<T>(mut inputs: Vec<T>, parts: usize) -> Vec<Vec<T>> {
+    let each = inputs.len().div_ceil(parts.max(1)).max(1);
+    let mut tail = Vec::new();
+    while inputs.len() > each {
+        let rest = inputs.split_off(each);
+        tail.push(std::mem::replace(&mut inputs, rest));
+    }
+    tail.push(inputs);
+    tail
+}
+
 /// Runs `f` on `inputs` with `concurrency` workers on the current tokio runtime, stopping
 /// early (between requests) once `limit` has passed.
 pub async fn run<T, R, F, Fut>(
@@ -149,6 +173,39 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&[7000], 0.99), 7.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn split_keeps_order_and_every_input() {
+        let parts = split((0..10).collect::<Vec<u32>>(), 4);
+        assert_eq!(
+            parts,
+            vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8], vec![9]]
+        );
+        assert_eq!(split(vec![1, 2], 4), vec![vec![1], vec![2]]);
+        assert_eq!(split(Vec::<u8>::new(), 3), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn absorbed_slices_add_up_and_stay_sorted() {
+        let slice = |latencies: Vec<u64>, ms: u64| Outcome {
+            concurrency: 2,
+            outputs: latencies.clone(),
+            latencies_us: latencies,
+            errors: vec![format!("at {ms}")],
+            elapsed: Duration::from_millis(ms),
+            unused: 1,
+        };
+        let mut whole = slice(vec![1000, 5000], 500);
+        whole.absorb(slice(vec![2000, 3000, 4000], 1500));
+        assert_eq!(whole.latencies_us, vec![1000, 2000, 3000, 4000, 5000]);
+        assert_eq!(whole.outputs.len(), 5);
+        assert_eq!(whole.errors.len(), 2);
+        assert_eq!(whole.unused, 2);
+        let s = Summary::of(&whole);
+        assert_eq!(s.elapsed_s, 2.0);
+        assert_eq!(s.per_s, 2.5);
+        assert_eq!(s.p50_ms, 3.0);
     }
 
     #[tokio::test]
