@@ -379,3 +379,70 @@ fn run_direct_group_once(
     }
     sql("COMMIT")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    const BUSY: Duration = Duration::from_millis(50);
+
+    fn insert(id: &'static str) -> impl FnMut(&rusqlite::Connection) -> Result<(), StoreError> {
+        move |sqlite| execute(sqlite, "INSERT INTO t (id) VALUES ($1)", [id]).map(|_| ())
+    }
+
+    /// A group that cannot start (another connection holds the write lock past the busy
+    /// timeout) fails as a whole and leaves the writer's connection out of any
+    /// transaction: the next writes, of both kinds, go through; a taken key is `Conflict`.
+    #[tokio::test]
+    async fn a_group_that_cannot_start_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (id TEXT PRIMARY KEY);")
+            .unwrap();
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .busy_timeout(BUSY);
+        let writer = Writer::start(options, &path, BUSY).await.unwrap();
+
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let refused = writer.write_direct(Statements::One, insert("a")).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Database(m)) if m.contains("locked")),
+            "{refused:?}"
+        );
+        other.execute_batch("COMMIT").unwrap();
+
+        writer
+            .write_direct(Statements::One, insert("b"))
+            .await
+            .unwrap();
+        let again = writer.write_direct(Statements::One, insert("b")).await;
+        assert_eq!(again, Err(StoreError::Conflict));
+        writer
+            .write(Statements::One, |sqlite| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (id) VALUES ('c')")
+                        .execute(sqlite)
+                        .await
+                        .map(|_| ())
+                        .db()
+                })
+            })
+            .await
+            .unwrap();
+        writer.stop().await;
+
+        let ids: Vec<String> = other
+            .prepare("SELECT id FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["b", "c"]);
+    }
+}
