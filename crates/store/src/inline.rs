@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::error::from_rusqlite;
+use crate::positional::positional;
 use crate::{AccountRow, AccountWithRecord, LoginUser, Session, StoreError, User, WalletRow};
 
 /// Connections kept: more than the threads that read at once (the runtime's workers).
@@ -66,9 +67,10 @@ impl InlineReader {
         params: impl rusqlite::Params,
         map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, StoreError> {
+        let sql = positional(sql);
         self.read(|connection| {
             connection
-                .prepare_cached(sql)?
+                .prepare_cached(&sql)?
                 .query_row(params, map)
                 .optional()
         })

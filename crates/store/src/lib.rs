@@ -47,6 +47,7 @@ mod error;
 mod inline;
 mod nonces;
 mod oauth;
+mod positional;
 mod records;
 mod rows;
 mod sessions;
@@ -106,10 +107,20 @@ pub(crate) use with_pool;
 /// Like [`with_pool!`] for one statement that writes (or several under a transaction
 /// `$body` begins itself): on an SQLite file, `$body` runs on the single writer's
 /// connection in a group commit ([`writer`]); elsewhere on the pool. The listed arguments
-/// are turned into owned values first (the writer runs on its own task, and may run
+/// are turned into owned values first (the writer runs on its own thread, and may run
 /// `$body` again when it redoes a group), and `$body` must evaluate to a
 /// `Result<_, StoreError>`.
+///
+/// Given two bodies, `|sqlite| $direct, |conn| $body`, an SQLite file runs `$direct`
+/// instead, on the writer's own rusqlite connection `sqlite` in the writer's thread (the
+/// hot writes, see [`writer`]); `$direct` may run twice, so it uses the owned arguments
+/// by reference.
 macro_rules! with_writer {
+    ($store:expr, ($($owned:ident),* $(,)?), |$sqlite:ident| $direct:expr,
+        |$conn:ident| $body:expr) => {
+        $crate::with_writer!(@direct One, $store, ($($owned),*), |$sqlite| $direct, |$conn|
+            $body, $body)
+    };
     ($store:expr, ($($owned:ident),* $(,)?), |$conn:ident| $body:expr) => {
         $crate::with_writer!(@run One, $store, ($($owned),*), |$conn| $body, $body, $body)
     };
@@ -137,6 +148,22 @@ macro_rules! with_writer {
             ($crate::Pool::Postgres($conn), None) => $postgres_body,
         }
     }};
+    (@direct $statements:ident, $store:expr, ($($owned:ident),*), |$sqlite:ident| $direct:expr,
+        |$conn:ident| $sqlite_body:expr, $postgres_body:expr) => {{
+        $(#[allow(clippy::clone_on_copy, clippy::redundant_clone)] let $owned = $owned.to_owned();)*
+        match (&$store.pool, &$store.writer) {
+            (_, Some(writer)) => {
+                writer
+                    .write_direct(
+                        $crate::writer::Statements::$statements,
+                        move |$sqlite: &::rusqlite::Connection| $direct,
+                    )
+                    .await
+            }
+            ($crate::Pool::Sqlite($conn), None) => $sqlite_body,
+            ($crate::Pool::Postgres($conn), None) => $postgres_body,
+        }
+    }};
 }
 pub(crate) use with_writer;
 
@@ -144,29 +171,14 @@ pub(crate) use with_writer;
 /// connection inside a transaction, and `$body` (a `Result<_, StoreError>`) keeps its
 /// writes only if it returns `Ok`. On an SQLite file the writer's group is that
 /// transaction (no savepoint of its own, see [`writer`]); elsewhere `$body` runs in a
-/// transaction of its own, committed on `Ok`.
-///
-/// Given two bodies, `|sqlite| $direct, |tx| $body`, an SQLite file runs `$direct`
-/// instead, on the writer's own rusqlite connection `sqlite` in the writer's thread (the
-/// hot writes, see [`writer`]); `$direct` may run twice, so it uses the owned arguments
-/// by reference.
+/// transaction of its own, committed on `Ok`. Takes a `|sqlite| $direct` body first as
+/// [`with_writer!`] does.
 macro_rules! with_writer_tx {
     ($store:expr, ($($owned:ident),* $(,)?), |$sqlite:ident| $direct:expr,
-        |$tx:ident| $body:expr) => {{
-        $(#[allow(clippy::clone_on_copy, clippy::redundant_clone)] let $owned = $owned.to_owned();)*
-        match (&$store.pool, &$store.writer) {
-            (_, Some(writer)) => {
-                writer
-                    .write_direct(
-                        $crate::writer::Statements::Several,
-                        move |$sqlite: &::rusqlite::Connection| $direct,
-                    )
-                    .await
-            }
-            ($crate::Pool::Sqlite($tx), None) => $crate::in_transaction!($tx, $body),
-            ($crate::Pool::Postgres($tx), None) => $crate::in_transaction!($tx, $body),
-        }
-    }};
+        |$tx:ident| $body:expr) => {
+        $crate::with_writer!(@direct Several, $store, ($($owned),*), |$sqlite| $direct, |$tx|
+            $crate::in_transaction!($tx, $body), $crate::in_transaction!($tx, $body))
+    };
     ($store:expr, ($($owned:ident),* $(,)?), |$tx:ident| $body:expr) => {
         $crate::with_writer!(@run Several, $store, ($($owned),*), |$tx| $body,
             $crate::in_transaction!($tx, $body), $crate::in_transaction!($tx, $body))

@@ -3,7 +3,10 @@
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 
+use rusqlite::params;
+
 use crate::error::DbResultExt;
+use crate::writer;
 use crate::{Store, StoreError, from_db_int, to_db_int, with_writer};
 
 /// Connections kept for senders' locks on PostgreSQL: sends from this many accounts at
@@ -101,13 +104,18 @@ impl Store {
         if floor == i64::MAX {
             return Err(StoreError::Database("nonce floor exceeds i64::MAX".into()));
         }
-        let reserved: i64 = with_writer!(self, (address), |pool| sqlx::query_scalar(SQL)
-            .bind(chain_id)
-            .bind(address)
-            .bind(floor)
-            .fetch_one(pool)
-            .await
-            .db())?;
+        let reserved: i64 = with_writer!(
+            self,
+            (address),
+            |sqlite| writer::query_one(sqlite, SQL, params![chain_id, address, floor]),
+            |pool| sqlx::query_scalar(SQL)
+                .bind(chain_id)
+                .bind(address)
+                .bind(floor)
+                .fetch_one(pool)
+                .await
+                .db()
+        )?;
         from_db_int(reserved, "nonce")
     }
 

@@ -1,9 +1,11 @@
 //! Signed transactions: the outbox (`signed`), broadcast (`pending`) and final states
 //! (`confirmed`, `failed`), with idempotent inserts.
 
+use rusqlite::params;
+
 use crate::error::DbResultExt;
 use crate::rows::TxRecord;
-use crate::{Store, StoreError, TxRow, TxStatus, to_db_int, with_pool, with_writer};
+use crate::{Store, StoreError, TxRow, TxStatus, to_db_int, with_pool, with_writer, writer};
 
 const TX_COLUMNS: &str = "id, app_id, user_id, account_id, network, chain_id, from_address, \
      nonce, hash, raw, status, block_number, error, idempotency_key, request_hash, \
@@ -35,26 +37,51 @@ impl Store {
         );
         let chain_id = to_db_int(tx.chain_id, "chain id")?;
         let nonce = to_db_int(tx.nonce, "nonce")?;
-        let inserted = with_writer!(self, (tx, sql), |pool| sqlx::query(&sql)
-            .bind(&tx.id)
-            .bind(&tx.app_id)
-            .bind(&tx.user_id)
-            .bind(&tx.account_id)
-            .bind(&tx.network)
-            .bind(chain_id)
-            .bind(&tx.from_address)
-            .bind(nonce)
-            .bind(&tx.hash)
-            .bind(&tx.raw)
-            .bind(TxStatus::Signed.as_str())
-            .bind(&tx.idempotency_key)
-            .bind(&tx.request_hash)
-            .bind(tx.created_at)
-            .bind(tx.updated_at)
-            .execute(pool)
-            .await
-            .map(|_| ())
-            .db());
+        let inserted = with_writer!(
+            self,
+            (tx, sql),
+            |sqlite| {
+                let t = &tx;
+                let row = params![
+                    t.id,
+                    t.app_id,
+                    t.user_id,
+                    t.account_id,
+                    t.network,
+                    chain_id,
+                    t.from_address,
+                    nonce,
+                    t.hash,
+                    t.raw,
+                    TxStatus::Signed.as_str(),
+                    t.idempotency_key,
+                    t.request_hash,
+                    t.created_at,
+                    t.updated_at
+                ];
+                writer::execute(sqlite, &sql, row).map(|_| ())
+            },
+            |pool| sqlx::query(&sql)
+                .bind(&tx.id)
+                .bind(&tx.app_id)
+                .bind(&tx.user_id)
+                .bind(&tx.account_id)
+                .bind(&tx.network)
+                .bind(chain_id)
+                .bind(&tx.from_address)
+                .bind(nonce)
+                .bind(&tx.hash)
+                .bind(&tx.raw)
+                .bind(TxStatus::Signed.as_str())
+                .bind(&tx.idempotency_key)
+                .bind(&tx.request_hash)
+                .bind(tx.created_at)
+                .bind(tx.updated_at)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .db()
+        );
         match (inserted, &tx.idempotency_key) {
             (Ok(()), _) => Ok(InsertTx::Inserted(TxRow {
                 status: TxStatus::Signed,
@@ -157,13 +184,18 @@ impl Store {
     pub async fn mark_broadcast(&self, id: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE transactions SET status = 'pending', updated_at = $2 \
              WHERE id = $1 AND status = 'signed'";
-        let n = with_writer!(self, (id, now), |pool| sqlx::query(SQL)
-            .bind(id)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = with_writer!(
+            self,
+            (id, now),
+            |sqlite| writer::execute(sqlite, SQL, params![id, now]).map(|n| n as u64),
+            |pool| sqlx::query(SQL)
+                .bind(id)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .db()
+        )?;
         self.changed_or_exists(id, n).await
     }
 

@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::error::DbResultExt;
+use crate::positional::positional;
 
 /// The most writes one commit covers (bounds how long a caller waits behind others).
 const MAX_GROUP: usize = 256;
@@ -230,8 +231,20 @@ pub(crate) fn execute(
     params: impl rusqlite::Params,
 ) -> Result<usize, StoreError> {
     connection
-        .prepare_cached(sql)
+        .prepare_cached(&positional(sql))
         .and_then(|mut statement| statement.execute(params))
+        .map_err(crate::error::from_rusqlite)
+}
+
+/// The first column of the one row `sql` returns, on the writer's rusqlite connection.
+pub(crate) fn query_one<T: rusqlite::types::FromSql>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<T, StoreError> {
+    connection
+        .prepare_cached(&positional(sql))
+        .and_then(|mut statement| statement.query_row(params, |row| row.get(0)))
         .map_err(crate::error::from_rusqlite)
 }
 
