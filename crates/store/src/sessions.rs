@@ -7,6 +7,8 @@ use crate::writer;
 use crate::{Backend, Session, Store, StoreError, found, with_pool, with_writer, with_writer_tx};
 
 const SESSION_COLUMNS: &str = "id, app_id, user_id, created_at, expires_at, revoked_at";
+const INSERT_SESSION: &str = "INSERT INTO sessions \
+     (id, app_id, user_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)";
 const INSERT_TOKEN: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)";
 
@@ -18,9 +20,10 @@ impl Store {
         session: &Session,
         refresh_token_hash: &str,
     ) -> Result<(), StoreError> {
-        // Both rows in one round trip: on SQLite one query string of two statements (the
-        // writer's group, or the pool's transaction, makes the pair all or nothing), on
-        // PostgreSQL one statement inserting the session in its WITH.
+        // On an SQLite file, two plain statements in the writer's thread (its group makes
+        // the pair all or nothing). Elsewhere both rows in one round trip: in-memory SQLite
+        // one query string of two statements in the pool's transaction, PostgreSQL one
+        // statement inserting the session in its WITH.
         let sql = match self.backend() {
             Backend::Sqlite => {
                 "INSERT INTO sessions (id, app_id, user_id, created_at, expires_at, revoked_at) \
@@ -40,9 +43,6 @@ impl Store {
             self,
             (session, refresh_token_hash),
             |sqlite| {
-                const INSERT_SESSION: &str = "INSERT INTO sessions \
-                     (id, app_id, user_id, created_at, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)";
                 let s = &session;
                 let row = params![
                     s.id,

@@ -36,7 +36,8 @@ impl Store {
         provider: &str,
         subject: &str,
     ) -> Result<(), StoreError> {
-        // Both rows in one round trip, as in `create_session`.
+        // As in `create_session`: plain statements in the writer's thread on an SQLite file,
+        // one round trip elsewhere.
         let sql = match self.backend() {
             Backend::Sqlite => {
                 "INSERT INTO users (id, app_id, email, created_at) VALUES ($1, $2, $3, $4); \

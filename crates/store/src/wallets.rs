@@ -33,6 +33,21 @@ const WALLET_COLUMNS: &str = "id, app_id, user_id, record, record_version, creat
 const ACCOUNT_COLUMNS: &str =
     "id, wallet_id, app_id, network, family, address, path, idx, created_at";
 
+/// A wallet's row, and one account's: as they are, the writer's statements on SQLite;
+/// the wallet's also begins the one statement that stores both elsewhere.
+static INSERT_WALLET: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO wallets ({WALLET_COLUMNS}) VALUES {}",
+        numbered_rows(1, 1, 7)
+    )
+});
+static INSERT_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {}",
+        numbered_rows(1, 1, 9)
+    )
+});
+
 /// An account whose wallet is the user's (`$1` app, `$2` account id, `$3` user), and the
 /// same with its wallet's record and version: built once, they run on every signature.
 static USER_ACCOUNT_SQL: LazyLock<String> = LazyLock::new(|| user_account_sql(""));
@@ -66,6 +81,25 @@ fn numbered_rows(first: usize, rows: usize, columns: usize) -> String {
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
 }
 
+/// A wallet and `accounts` accounts in one query: on SQLite (in memory: a file goes
+/// through the writer) a string of two statements, made all or nothing by the pool's
+/// transaction; on PostgreSQL one statement inserting the wallet in its WITH. `$8` on
+/// are the accounts' rows.
+fn insert_with_accounts_sql(backend: Backend, accounts: usize) -> String {
+    if accounts == 0 {
+        return INSERT_WALLET.clone();
+    }
+    let insert_wallet = INSERT_WALLET.as_str();
+    let insert_accounts = format!(
+        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {}",
+        numbered_rows(8, accounts, 9)
+    );
+    match backend {
+        Backend::Sqlite => format!("{insert_wallet}; {insert_accounts}"),
+        Backend::Postgres => format!("WITH wallet AS ({insert_wallet}) {insert_accounts}"),
+    }
+}
+
 impl Store {
     /// Stores a new wallet. Exactly one wallet per (app, user), even under concurrent
     /// calls: every other attempt gets `Conflict`. `NotFound` if the user is not in the app.
@@ -81,39 +115,13 @@ impl Store {
         wallet: &WalletRow,
         accounts: &[AccountRow],
     ) -> Result<(), StoreError> {
-        // One round trip: on SQLite one query string of two statements (the writer's
-        // group, or the pool's transaction, makes them all or nothing), on PostgreSQL one
-        // statement inserting the wallet in its WITH. `$8` on are the accounts' rows.
-        let insert_wallet =
-            format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        let sql = if accounts.is_empty() {
-            insert_wallet
-        } else {
-            let insert_accounts = format!(
-                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {}",
-                numbered_rows(8, accounts.len(), 9)
-            );
-            match self.backend() {
-                Backend::Sqlite => format!("{insert_wallet}; {insert_accounts}"),
-                Backend::Postgres => format!("WITH wallet AS ({insert_wallet}) {insert_accounts}"),
-            }
-        };
+        // On an SQLite file, plain statements in the writer's thread; elsewhere one round
+        // trip (see `insert_with_accounts_sql`).
+        let backend = self.backend();
         with_writer_tx!(
             self,
-            (wallet, accounts, sql),
+            (wallet, accounts),
             |sqlite| {
-                static INSERT_WALLET: LazyLock<String> = LazyLock::new(|| {
-                    format!(
-                        "INSERT INTO wallets ({WALLET_COLUMNS}) VALUES {}",
-                        numbered_rows(1, 1, 7)
-                    )
-                });
-                static INSERT_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
-                    format!(
-                        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {}",
-                        numbered_rows(1, 1, 9)
-                    )
-                });
                 let w = &wallet;
                 let row = params![
                     w.id,
@@ -142,6 +150,7 @@ impl Store {
                 Ok(())
             },
             |tx| {
+                let sql = insert_with_accounts_sql(backend, accounts.len());
                 let query = sqlx::query(&sql)
                     .bind(&wallet.id)
                     .bind(&wallet.app_id)

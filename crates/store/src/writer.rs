@@ -125,12 +125,7 @@ impl Writer {
         let run: Run = Box::new(move |connection| {
             let future = write(connection);
             let result = result.clone();
-            Box::pin(async move {
-                let outcome = future.await;
-                let ok = outcome.is_ok();
-                *lock(&result) = Some(outcome);
-                ok
-            })
+            Box::pin(async move { keep(&result, future.await) })
         });
         let job = Job {
             run,
@@ -151,12 +146,7 @@ impl Writer {
         F: FnMut(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (result, answer, answered) = outcome::<T>();
-        let run: RunDirect = Box::new(move |connection| {
-            let outcome = write(connection);
-            let ok = outcome.is_ok();
-            *lock(&result) = Some(outcome);
-            ok
-        });
+        let run: RunDirect = Box::new(move |connection| keep(&result, write(connection)));
         let job = Job {
             run,
             answer,
@@ -184,6 +174,13 @@ impl Writer {
 }
 
 type Kept<T> = Arc<Mutex<Option<Result<T, StoreError>>>>;
+
+/// Keeps a run's result for its answer (a redone run replaces it); true if it succeeded.
+fn keep<T>(kept: &Kept<T>, outcome: Result<T, StoreError>) -> bool {
+    let ok = outcome.is_ok();
+    *lock(kept) = Some(outcome);
+    ok
+}
 
 /// Where a write's run keeps its result, the answer that reports it once its group is
 /// done, and the caller's end of that answer.
