@@ -1,6 +1,16 @@
 //! Memory of the PIN-envelope nonces already used, until each envelope expires.
+//!
+//! Held for every envelope of the last minutes (up to `capacity`), so each entry is
+//! kept small and fixed-size: the first 128 bits of the nonce's SHA-256 in a hash set,
+//! and the same 128 bits in a list per expiry second. A nonce seen before always maps
+//! to the same entry, so a replay is always refused; two different nonces sharing an
+//! entry would need a SHA-256 collision in 128 bits, and would only refuse the later
+//! envelope. (Nonces of any length and shape map alike, so a client's non-random nonce
+//! bytes cannot make two envelopes look alike.)
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReplayError {
@@ -11,8 +21,16 @@ pub enum ReplayError {
 
 pub struct ReplayGuard {
     capacity: usize,
-    seen: HashSet<Vec<u8>>,
-    by_expiry: BTreeSet<(u64, Vec<u8>)>,
+    seen: HashSet<u128>,
+    /// The entries of `seen`, by the second their envelopes expire.
+    by_expiry: BTreeMap<u64, Vec<u128>>,
+}
+
+fn entry(nonce: &[u8]) -> u128 {
+    let digest = Sha256::digest(nonce);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
 }
 
 impl ReplayGuard {
@@ -20,28 +38,29 @@ impl ReplayGuard {
         Self {
             capacity,
             seen: HashSet::new(),
-            by_expiry: BTreeSet::new(),
+            by_expiry: BTreeMap::new(),
         }
     }
 
     /// Records `nonce` as used until `expires_at`; refuses one seen before.
     pub fn use_once(&mut self, nonce: &[u8], expires_at: u64, now: u64) -> Result<(), ReplayError> {
-        while let Some((expiry, _)) = self.by_expiry.first() {
-            if *expiry >= now {
+        while let Some(first) = self.by_expiry.first_entry() {
+            if *first.key() >= now {
                 break;
             }
-            if let Some((_, old)) = self.by_expiry.pop_first() {
+            for old in first.remove() {
                 self.seen.remove(&old);
             }
         }
-        if self.seen.contains(nonce) {
+        let entry = entry(nonce);
+        if self.seen.contains(&entry) {
             return Err(ReplayError::Replayed);
         }
         if self.seen.len() >= self.capacity {
             return Err(ReplayError::Full);
         }
-        self.seen.insert(nonce.to_vec());
-        self.by_expiry.insert((expires_at, nonce.to_vec()));
+        self.seen.insert(entry);
+        self.by_expiry.entry(expires_at).or_default().push(entry);
         Ok(())
     }
 
@@ -73,5 +92,44 @@ mod tests {
         g.use_once(b"b", 100, 0).unwrap();
         assert_eq!(g.use_once(b"c", 100, 0), Err(ReplayError::Full));
         assert_eq!(g.use_once(b"a", 100, 0), Err(ReplayError::Replayed));
+    }
+
+    #[test]
+    fn every_nonce_is_remembered_until_its_own_expiry() {
+        let mut g = ReplayGuard::new(100_000);
+        // Expiries out of arrival order, many sharing a second.
+        let expiry = |i: u64| 1_000 + (i * 7919) % 600;
+        for i in 0..50_000u64 {
+            assert_eq!(g.use_once(&i.to_be_bytes(), expiry(i), 500), Ok(()));
+        }
+        for i in 0..50_000u64 {
+            assert_eq!(
+                g.use_once(&i.to_be_bytes(), expiry(i), 900),
+                Err(ReplayError::Replayed)
+            );
+        }
+        // At 1,300 every envelope expiring before it is forgotten, and no other.
+        assert_eq!(g.use_once(b"later", 2_000, 1_300), Ok(()));
+        let kept = (0..50_000u64).filter(|&i| expiry(i) >= 1_300).count();
+        assert_eq!(g.len(), kept + 1);
+        for i in (0..50_000u64).filter(|&i| expiry(i) >= 1_300) {
+            assert_eq!(
+                g.use_once(&i.to_be_bytes(), expiry(i), 1_300),
+                Err(ReplayError::Replayed)
+            );
+        }
+    }
+
+    #[test]
+    fn nonces_differing_only_in_length_or_tail_are_different() {
+        let mut g = ReplayGuard::new(10);
+        let long = [7u8; 64];
+        assert_eq!(g.use_once(&long[..16], 100, 0), Ok(()));
+        assert_eq!(g.use_once(&long[..17], 100, 0), Ok(()));
+        assert_eq!(g.use_once(&long, 100, 0), Ok(()));
+        let mut tail = long;
+        tail[63] = 8;
+        assert_eq!(g.use_once(&tail, 100, 0), Ok(()));
+        assert_eq!(g.use_once(&long[..17], 100, 0), Err(ReplayError::Replayed));
     }
 }
