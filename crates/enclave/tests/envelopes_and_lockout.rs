@@ -106,6 +106,35 @@ async fn a_replayed_envelope_is_refused() {
 }
 
 #[tokio::test]
+async fn a_full_replay_memory_refuses_new_envelopes_and_forgets_none() {
+    // Room for two nonces: the wallet's creation and one signature.
+    let mut h = Harness::start_with_args(true, &["--replay-capacity", "2"]).await;
+    let created = h.create_wallet(PIN).await;
+    let envelope = h.user.envelope(PIN, &h.message_op(b"one"));
+    let first = h.sign_request(
+        &created.wallet,
+        envelope,
+        SignPayload::Message(b"one".to_vec()),
+    );
+    signature_of(&h.call(first.clone()).await);
+
+    let envelope = h.user.envelope(PIN, &h.message_op(b"two"));
+    let second = h.sign_request(
+        &created.wallet,
+        envelope,
+        SignPayload::Message(b"two".to_vec()),
+    );
+    let reply = h.call(second).await;
+    assert_eq!(reply.result, Err(EnclaveError::Busy), "{reply:?}");
+    assert_eq!(
+        reply.wallet_update, None,
+        "a refused envelope costs no PIN try"
+    );
+    // Full, yet the spent nonce is still remembered.
+    rejected(&h.call(first).await, EnvelopeRejection::Replayed);
+}
+
+#[tokio::test]
 async fn an_envelope_sealed_to_another_key_is_refused() {
     let mut h = Harness::start().await;
     let created = h.create_wallet(PIN).await;

@@ -49,6 +49,8 @@ pub struct EnclaveProcess {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub with_dr: bool,
+    /// Further command-line arguments, given again on a restart.
+    pub extra_args: Vec<String>,
 }
 
 impl EnclaveProcess {
@@ -58,11 +60,16 @@ impl EnclaveProcess {
     }
 
     pub fn start_with(dir: &Path, with_dr: bool) -> Self {
+        Self::start_with_args(dir, with_dr, &[])
+    }
+
+    pub fn start_with_args(dir: &Path, with_dr: bool, extra_args: &[&str]) -> Self {
         let mut process = Self {
             child: None,
             dir: dir.to_path_buf(),
             socket: dir.join("enclave.sock"),
             with_dr,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         process.spawn();
         process
@@ -83,6 +90,7 @@ impl EnclaveProcess {
                 .arg("--dr-kms-keyring")
                 .arg(self.dir.join("kms-dr.json"));
         }
+        command.args(&self.extra_args);
         let child = command.spawn().expect("spawn keystead-enclave");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -38,6 +38,15 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Envelope nonces remembered at once (about 53 bytes each); when full, new
+    /// envelopes are refused with `Busy` until older ones expire.
+    #[arg(
+        long,
+        env = "KEYSTEAD_ENCLAVE_REPLAY_CAPACITY",
+        default_value_t = ServiceConfig::default().replay_capacity as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    replay_capacity: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,7 +113,11 @@ async fn run(args: Args, hardening: keystead_enclave::hardening::Hardening) -> a
             clock: Arc::new(SystemClock),
             rng: StdRng::from_os_rng(),
             health,
-            config: ServiceConfig::default(),
+            config: ServiceConfig {
+                replay_capacity: usize::try_from(args.replay_capacity)
+                    .context("--replay-capacity")?,
+                ..ServiceConfig::default()
+            },
         })
         .map_err(|e| anyhow::anyhow!("starting the enclave service: {e}"))?,
     );

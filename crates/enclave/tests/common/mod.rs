@@ -42,8 +42,13 @@ impl Harness {
     }
 
     pub async fn start_with(with_dr: bool) -> Self {
+        Self::start_with_args(with_dr, &[]).await
+    }
+
+    /// An enclave started with further command-line arguments.
+    pub async fn start_with_args(with_dr: bool, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let enclave = EnclaveProcess::start_with(dir.path(), with_dr);
+        let enclave = EnclaveProcess::start_with_args(dir.path(), with_dr, args);
         let client = EnclaveClient::new(&enclave.socket, client_config());
         let attestation = fetch_attestation(&client).await;
         let user = TestClient::attested(&attestation, APP);
