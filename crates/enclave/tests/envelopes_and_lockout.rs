@@ -95,12 +95,7 @@ async fn expired_and_far_future_envelopes_are_refused() {
 async fn a_replayed_envelope_is_refused() {
     let mut h = Harness::start().await;
     let created = h.create_wallet(PIN).await;
-    let envelope = h.user.envelope(PIN, &h.message_op(b"hi"));
-    let request = h.sign_request(
-        &created.wallet,
-        envelope,
-        SignPayload::Message(b"hi".to_vec()),
-    );
+    let request = h.message_request(&created.wallet, PIN, b"hi");
     signature_of(&h.call(request.clone()).await);
     rejected(&h.call(request).await, EnvelopeRejection::Replayed);
 }
@@ -110,21 +105,10 @@ async fn a_full_replay_memory_refuses_new_envelopes_and_forgets_none() {
     // Room for two nonces: the wallet's creation and one signature.
     let mut h = Harness::start_with_args(true, &["--replay-capacity", "2"]).await;
     let created = h.create_wallet(PIN).await;
-    let envelope = h.user.envelope(PIN, &h.message_op(b"one"));
-    let first = h.sign_request(
-        &created.wallet,
-        envelope,
-        SignPayload::Message(b"one".to_vec()),
-    );
+    let first = h.message_request(&created.wallet, PIN, b"one");
     signature_of(&h.call(first.clone()).await);
 
-    let envelope = h.user.envelope(PIN, &h.message_op(b"two"));
-    let second = h.sign_request(
-        &created.wallet,
-        envelope,
-        SignPayload::Message(b"two".to_vec()),
-    );
-    let reply = h.call(second).await;
+    let reply = h.sign_message(&created.wallet, PIN, b"two").await;
     assert_eq!(reply.result, Err(EnclaveError::Busy), "{reply:?}");
     assert_eq!(
         reply.wallet_update, None,

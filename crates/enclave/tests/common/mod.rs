@@ -127,15 +127,20 @@ impl Harness {
         })
     }
 
+    /// A request to sign `message`, with a fresh envelope for it.
+    pub fn message_request(&mut self, wallet: &SealedWallet, pin: &str, message: &[u8]) -> Request {
+        let envelope = self.user.envelope(pin, &self.message_op(message));
+        self.sign_request(wallet, envelope, SignPayload::Message(message.to_vec()))
+    }
+
     pub async fn sign_message(
         &mut self,
         wallet: &SealedWallet,
         pin: &str,
         message: &[u8],
     ) -> Reply {
-        let envelope = self.user.envelope(pin, &self.message_op(message));
-        self.call(self.sign_request(wallet, envelope, SignPayload::Message(message.to_vec())))
-            .await
+        let request = self.message_request(wallet, pin, message);
+        self.call(request).await
     }
 
     pub async fn export(&mut self, wallet: &SealedWallet, pin: &str) -> (Reply, HpkeKeyPair) {
