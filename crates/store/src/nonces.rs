@@ -136,14 +136,20 @@ impl Store {
         if nonce == i64::MAX {
             return Ok(false);
         }
-        let n = with_writer!(self, (address), |pool| sqlx::query(SQL)
-            .bind(chain_id)
-            .bind(address)
-            .bind(nonce)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = with_writer!(
+            self,
+            (address),
+            |sqlite| writer::execute(sqlite, SQL, params![chain_id, address, nonce])
+                .map(|n| n as u64),
+            |pool| sqlx::query(SQL)
+                .bind(chain_id)
+                .bind(address)
+                .bind(nonce)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .db()
+        )?;
         Ok(n > 0)
     }
 }

@@ -219,15 +219,21 @@ impl Store {
             TxStatus::Failed
         };
         let block = to_db_int(block_number, "block number")?;
-        let n = with_writer!(self, (id), |pool| sqlx::query(SQL)
-            .bind(id)
-            .bind(status.as_str())
-            .bind(block)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = with_writer!(
+            self,
+            (id),
+            |sqlite| writer::execute(sqlite, SQL, params![id, status.as_str(), block, now])
+                .map(|n| n as u64),
+            |pool| sqlx::query(SQL)
+                .bind(id)
+                .bind(status.as_str())
+                .bind(block)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .db()
+        )?;
         self.changed_or_exists(id, n).await
     }
 
@@ -237,14 +243,19 @@ impl Store {
     pub async fn mark_failed(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE transactions SET status = 'failed', error = $2, updated_at = $3 \
              WHERE id = $1 AND status IN ('signed', 'pending')";
-        let n = with_writer!(self, (id, error, now), |pool| sqlx::query(SQL)
-            .bind(id)
-            .bind(error)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = with_writer!(
+            self,
+            (id, error, now),
+            |sqlite| writer::execute(sqlite, SQL, params![id, error, now]).map(|n| n as u64),
+            |pool| sqlx::query(SQL)
+                .bind(id)
+                .bind(error)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .db()
+        )?;
         self.changed_or_exists(id, n).await
     }
 
