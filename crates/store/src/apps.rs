@@ -1,7 +1,9 @@
 //! Apps (tenants): their hashed keys, allowed origins and identity providers.
 
 use crate::error::DbResultExt;
-use crate::{App, AppKey, AppProvider, Store, StoreError, found, with_pool, with_writer};
+use crate::{
+    App, AppKey, AppProvider, Store, StoreError, execute_write, found, with_pool, with_writer,
+};
 
 const INSERT_APP: &str = "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)";
 const INSERT_KEY: &str = "INSERT INTO app_keys (key_hash, app_id, created_at) VALUES ($1, $2, $3)";
@@ -143,14 +145,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE app_keys SET revoked_at = $3 \
              WHERE key_hash = $1 AND app_id = $2 AND revoked_at IS NULL";
-        let n = with_writer!(self, (app_id, key_hash, now), |pool| sqlx::query(SQL)
-            .bind(key_hash)
-            .bind(app_id)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = execute_write!(self, SQL, (app_id, key_hash, now), [key_hash, app_id, now])?;
         found(n)
     }
 
@@ -192,13 +187,7 @@ impl Store {
     /// Removes an allowed origin. `NotFound` if it was not allowed.
     pub async fn remove_app_origin(&self, app_id: &str, origin: &str) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM app_origins WHERE app_id = $1 AND origin = $2";
-        let n = with_writer!(self, (app_id, origin), |pool| sqlx::query(SQL)
-            .bind(app_id)
-            .bind(origin)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = execute_write!(self, SQL, (app_id, origin), [app_id, origin])?;
         found(n)
     }
 
@@ -281,13 +270,7 @@ impl Store {
     /// Removes an identity provider from an app. `NotFound` if it has none by that name.
     pub async fn remove_app_provider(&self, app_id: &str, name: &str) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM app_providers WHERE app_id = $1 AND name = $2";
-        let n = with_writer!(self, (app_id, name), |pool| sqlx::query(SQL)
-            .bind(app_id)
-            .bind(name)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = execute_write!(self, SQL, (app_id, name), [app_id, name])?;
         found(n)
     }
 }

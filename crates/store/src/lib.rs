@@ -167,6 +167,27 @@ macro_rules! with_writer {
 }
 pub(crate) use with_writer;
 
+/// One statement through [`with_writer!`], its `$args` bound as `$1`, `$2`, … (on an
+/// SQLite file, on the writer's rusqlite connection); the number of rows it changed.
+macro_rules! execute_write {
+    ($store:expr, $sql:expr, ($($owned:ident),* $(,)?), [$($arg:expr),* $(,)?]) => {
+        $crate::with_writer!(
+            $store,
+            ($($owned),*),
+            |sqlite| $crate::writer::execute(sqlite, $sql, ::rusqlite::params![$($arg),*])
+                .map(|n| n as u64),
+            |pool| {
+                let query = ::sqlx::query($sql);
+                $(let query = query.bind($arg);)*
+                $crate::error::DbResultExt::db(
+                    query.execute(pool).await.map(|r| r.rows_affected()),
+                )
+            }
+        )
+    };
+}
+pub(crate) use execute_write;
+
 /// Like [`with_writer!`] for several statements that must all happen or none: `$tx` is a
 /// connection inside a transaction, and `$body` (a `Result<_, StoreError>`) keeps its
 /// writes only if it returns `Ok`. On an SQLite file the writer's group is that

@@ -7,7 +7,7 @@ use rusqlite::params;
 
 use crate::error::DbResultExt;
 use crate::writer;
-use crate::{Store, StoreError, from_db_int, to_db_int, with_writer};
+use crate::{Store, StoreError, execute_write, from_db_int, to_db_int, with_writer};
 
 /// Connections kept for senders' locks on PostgreSQL: sends from this many accounts at
 /// once per server; more wait for a connection.
@@ -136,20 +136,7 @@ impl Store {
         if nonce == i64::MAX {
             return Ok(false);
         }
-        let n = with_writer!(
-            self,
-            (address),
-            |sqlite| writer::execute(sqlite, SQL, params![chain_id, address, nonce])
-                .map(|n| n as u64),
-            |pool| sqlx::query(SQL)
-                .bind(chain_id)
-                .bind(address)
-                .bind(nonce)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .db()
-        )?;
+        let n = execute_write!(self, SQL, (address), [chain_id, address, nonce])?;
         Ok(n > 0)
     }
 }

@@ -4,7 +4,10 @@ use rusqlite::params;
 
 use crate::error::DbResultExt;
 use crate::writer;
-use crate::{Backend, Session, Store, StoreError, found, with_pool, with_writer, with_writer_tx};
+use crate::{
+    Backend, Session, Store, StoreError, execute_write, found, with_pool, with_writer,
+    with_writer_tx,
+};
 
 const SESSION_COLUMNS: &str = "id, app_id, user_id, created_at, expires_at, revoked_at";
 const INSERT_SESSION: &str = "INSERT INTO sessions \
@@ -93,14 +96,7 @@ impl Store {
     pub async fn revoke_session(&self, app_id: &str, id: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $3) \
              WHERE app_id = $1 AND id = $2";
-        let n = with_writer!(self, (app_id, id, now), |pool| sqlx::query(SQL)
-            .bind(app_id)
-            .bind(id)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = execute_write!(self, SQL, (app_id, id, now), [app_id, id, now])?;
         found(n)
     }
 
@@ -113,14 +109,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         const SQL: &str = "UPDATE sessions SET revoked_at = $3 \
              WHERE app_id = $1 AND user_id = $2 AND revoked_at IS NULL";
-        with_writer!(self, (app_id, user_id, now), |pool| sqlx::query(SQL)
-            .bind(app_id)
-            .bind(user_id)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())
+        execute_write!(self, SQL, (app_id, user_id, now), [app_id, user_id, now])
     }
 
     /// Rotates a refresh token, atomically: if `old_hash` is unused and its session (in

@@ -5,7 +5,9 @@ use rusqlite::params;
 
 use crate::error::DbResultExt;
 use crate::rows::TxRecord;
-use crate::{Store, StoreError, TxRow, TxStatus, to_db_int, with_pool, with_writer, writer};
+use crate::{
+    Store, StoreError, TxRow, TxStatus, execute_write, to_db_int, with_pool, with_writer, writer,
+};
 
 const TX_COLUMNS: &str = "id, app_id, user_id, account_id, network, chain_id, from_address, \
      nonce, hash, raw, status, block_number, error, idempotency_key, request_hash, \
@@ -184,18 +186,7 @@ impl Store {
     pub async fn mark_broadcast(&self, id: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE transactions SET status = 'pending', updated_at = $2 \
              WHERE id = $1 AND status = 'signed'";
-        let n = with_writer!(
-            self,
-            (id, now),
-            |sqlite| writer::execute(sqlite, SQL, params![id, now]).map(|n| n as u64),
-            |pool| sqlx::query(SQL)
-                .bind(id)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .db()
-        )?;
+        let n = execute_write!(self, SQL, (id, now), [id, now])?;
         self.changed_or_exists(id, n).await
     }
 
@@ -219,21 +210,7 @@ impl Store {
             TxStatus::Failed
         };
         let block = to_db_int(block_number, "block number")?;
-        let n = with_writer!(
-            self,
-            (id),
-            |sqlite| writer::execute(sqlite, SQL, params![id, status.as_str(), block, now])
-                .map(|n| n as u64),
-            |pool| sqlx::query(SQL)
-                .bind(id)
-                .bind(status.as_str())
-                .bind(block)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .db()
-        )?;
+        let n = execute_write!(self, SQL, (id), [id, status.as_str(), block, now])?;
         self.changed_or_exists(id, n).await
     }
 
@@ -243,19 +220,7 @@ impl Store {
     pub async fn mark_failed(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE transactions SET status = 'failed', error = $2, updated_at = $3 \
              WHERE id = $1 AND status IN ('signed', 'pending')";
-        let n = with_writer!(
-            self,
-            (id, error, now),
-            |sqlite| writer::execute(sqlite, SQL, params![id, error, now]).map(|n| n as u64),
-            |pool| sqlx::query(SQL)
-                .bind(id)
-                .bind(error)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .db()
-        )?;
+        let n = execute_write!(self, SQL, (id, error, now), [id, error, now])?;
         self.changed_or_exists(id, n).await
     }
 

@@ -5,8 +5,8 @@ use rusqlite::params;
 use crate::error::DbResultExt;
 use crate::writer;
 use crate::{
-    Backend, Identity, LoginUser, Store, StoreError, User, found, with_pool, with_writer,
-    with_writer_tx,
+    Backend, Identity, LoginUser, Store, StoreError, User, execute_write, found, with_pool,
+    with_writer, with_writer_tx,
 };
 
 const INSERT_USER: &str =
@@ -98,14 +98,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE users SET email = $3 WHERE app_id = $1 AND id = $2";
         let email = email.map(str::to_owned);
-        let n = with_writer!(self, (app_id, id, email), |pool| sqlx::query(SQL)
-            .bind(app_id)
-            .bind(id)
-            .bind(email)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-            .db())?;
+        let n = execute_write!(self, SQL, (app_id, id, email), [app_id, id, email])?;
         found(n)
     }
 
