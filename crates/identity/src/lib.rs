@@ -31,5 +31,5 @@ pub use session::{
 pub use status::{UserStatus, user_status};
 pub use tokens::{
     APP_KEY_PREFIX, ID_CHARS, REFRESH_TOKEN_PREFIX, hash_token, id_prefix, new_app_key, new_id,
-    new_refresh_token,
+    new_refresh_token, token_digest,
 };

@@ -50,7 +50,16 @@ pub fn new_app_key<R: CryptoRng + ?Sized>(rng: &mut R) -> (String, String) {
 
 /// Lowercase hex SHA-256 of the whole token string, prefix included.
 pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    // Into a buffer: `hex::encode` collects the digits a `char` at a time.
+    let mut digits = [0u8; 64];
+    hex::encode_to_slice(token_digest(token), &mut digits).expect("64 digits for 32 bytes");
+    String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
+}
+
+/// SHA-256 of the whole token string: [`hash_token`] before its hex, for keys kept only
+/// in memory.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// A new id: `prefix` + `_` + 20 base32 characters (`usr_0d4k...`). A prefix that

@@ -3,9 +3,12 @@
 //! Handlers stay thin and pass in the time (Unix seconds) and a CSPRNG; the identity and
 //! store crates do the cryptography and the persistence.
 
+use std::sync::Arc;
+
 use keystead_identity::{
     AccessClaims, AccessTokenError, IdClaims, IdTokenError, OidcVerifier, ProviderConfig,
-    SessionSigner, UserStatus, hash_token, id_prefix, new_id, new_refresh_token, user_status,
+    SessionSigner, UserStatus, hash_token, id_prefix, new_id, new_refresh_token, token_digest,
+    user_status,
 };
 use keystead_store::{App, Session, Store, StoreError, User};
 use keystead_types::ErrorCode;
@@ -24,9 +27,10 @@ pub struct Auth {
     pub verifier: OidcVerifier,
     /// Lifetime of the access tokens this server issues, in seconds.
     pub access_token_ttl_secs: u64,
-    /// Access tokens already checked (signature and live session), by token hash, for
-    /// [`CHECKED_TOKEN_TTL`]: a client's requests in a burst are checked once.
-    pub checked: crate::cache::TtlCache<String, (AccessClaims, u64, u64)>,
+    /// Access tokens already checked (signature and live session), by token digest, for
+    /// [`CHECKED_TOKEN_TTL`]: a client's requests in a burst are checked once. Claims are
+    /// shared with the requests they pass, not copied into each.
+    pub checked: crate::cache::TtlCache<[u8; 32], (Arc<AccessClaims>, u64, u64)>,
     /// Apps' login providers by (app id, name), for [`PROVIDER_CACHE_TTL`]: a provider
     /// changed or removed with `keystead app …` is seen within it.
     providers: crate::cache::TtlCache<(String, String), keystead_store::AppProvider>,
@@ -79,7 +83,7 @@ pub struct Issued {
 /// Who made a request, from its access token.
 #[derive(Debug)]
 pub struct Caller {
-    pub claims: AccessClaims,
+    pub claims: Arc<AccessClaims>,
 }
 
 fn unauthenticated(message: impl Into<String>, reason: &str) -> ApiError {
@@ -301,7 +305,7 @@ impl Auth {
         now: u64,
     ) -> Result<Caller, ApiError> {
         let token = bearer(authorization)?;
-        let key = hash_token(token);
+        let key = token_digest(token);
         let instant = std::time::Instant::now();
         let epoch = self.revocation_epoch();
         let mut verified = None;
@@ -319,10 +323,11 @@ impl Auth {
         }
         let claims = match verified {
             Some(claims) => claims,
-            None => self
-                .signer
-                .verify_access_token(token, &app.id, now)
-                .map_err(access_token_error)?,
+            None => Arc::new(
+                self.signer
+                    .verify_access_token(token, &app.id, now)
+                    .map_err(access_token_error)?,
+            ),
         };
         let ended = || unauthenticated("the session has ended", "session_ended");
         match store.get_session(&app.id, &claims.session_id).await {

@@ -229,7 +229,7 @@ fn account_error(e: StoreError) -> ApiError {
 /// version the record it returns must replace.
 struct LockedRecord {
     wallet_id: String,
-    record: Vec<u8>,
+    record: std::sync::Arc<[u8]>,
     version: i64,
 }
 
@@ -237,7 +237,7 @@ impl From<WalletRow> for LockedRecord {
     fn from(row: WalletRow) -> Self {
         Self {
             wallet_id: row.id,
-            record: row.record,
+            record: row.record.into(),
             version: row.record_version,
         }
     }

@@ -134,7 +134,7 @@ pub(crate) fn wallet(row: &Row<'_>) -> rusqlite::Result<WalletRow> {
 
 pub(crate) fn account_with_record(row: &Row<'_>) -> rusqlite::Result<AccountWithRecord> {
     Ok(AccountWithRecord {
-        account: AccountRow {
+        account: std::sync::Arc::new(AccountRow {
             id: row.get(0)?,
             wallet_id: row.get(1)?,
             app_id: row.get(2)?,
@@ -144,8 +144,8 @@ pub(crate) fn account_with_record(row: &Row<'_>) -> rusqlite::Result<AccountWith
             path: row.get(6)?,
             idx: row.get(7)?,
             created_at: row.get(8)?,
-        },
-        record: row.get(9)?,
+        }),
+        record: row.get::<_, Vec<u8>>(9)?.into(),
         record_version: row.get(10)?,
     })
 }

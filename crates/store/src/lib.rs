@@ -72,6 +72,7 @@ pub use rows::{
 pub use txs::InsertTx;
 
 use error::DbResultExt;
+use rows::AccountWithRecordRow;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

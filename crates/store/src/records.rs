@@ -13,7 +13,7 @@
 //! Nothing secret is kept: a record is sealed by the enclave, as it is in the database.
 
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
@@ -24,7 +24,7 @@ const REMEMBERED: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
 
 struct Record {
     app_id: String,
-    bytes: Vec<u8>,
+    bytes: Arc<[u8]>,
     version: i64,
 }
 
@@ -32,7 +32,8 @@ pub(crate) struct RecordCache {
     /// The locked claim file: what makes keeping records correct, held as long as they are.
     _claim: std::fs::File,
     /// By account id (unique across apps): the row and the user whose wallet holds it.
-    accounts: Mutex<LruCache<String, (AccountRow, String)>>,
+    /// Rows and records are shared with the requests they answer, never copied.
+    accounts: Mutex<LruCache<String, (Arc<AccountRow>, String)>>,
     /// By wallet id (unique across apps).
     records: Mutex<LruCache<String, Record>>,
 }
@@ -75,7 +76,7 @@ impl RecordCache {
             if row.app_id != app_id || owner != user_id {
                 return None;
             }
-            row.clone()
+            Arc::clone(row)
         };
         let mut records = lock(&self.records);
         let record = records.get(&account.wallet_id)?;
@@ -83,7 +84,7 @@ impl RecordCache {
             return None;
         }
         Some(AccountWithRecord {
-            record: record.bytes.clone(),
+            record: Arc::clone(&record.bytes),
             record_version: record.version,
             account,
         })
@@ -96,14 +97,14 @@ impl RecordCache {
         self.keep(
             &account.app_id,
             &account.wallet_id,
-            &found.record,
+            Arc::clone(&found.record),
             found.record_version,
         );
     }
 
     /// Keeps a record this process has just stored.
     pub(crate) fn wrote(&self, app_id: &str, wallet_id: &str, record: &[u8], version: i64) {
-        self.keep(app_id, wallet_id, record, version);
+        self.keep(app_id, wallet_id, record.into(), version);
     }
 
     /// Drops a wallet's record: a write of it failed, so the database is the one to ask.
@@ -113,7 +114,7 @@ impl RecordCache {
 
     /// Versions only grow: a read that began before a write committed must not put the
     /// older record back.
-    fn keep(&self, app_id: &str, wallet_id: &str, bytes: &[u8], version: i64) {
+    fn keep(&self, app_id: &str, wallet_id: &str, bytes: Arc<[u8]>, version: i64) {
         let mut records = lock(&self.records);
         if let Some(kept) = records.get(wallet_id)
             && kept.app_id == app_id
@@ -125,7 +126,7 @@ impl RecordCache {
             wallet_id.to_owned(),
             Record {
                 app_id: app_id.to_owned(),
-                bytes: bytes.to_vec(),
+                bytes,
                 version,
             },
         );
@@ -144,7 +145,7 @@ mod tests {
         version: i64,
     ) -> AccountWithRecord {
         AccountWithRecord {
-            account: AccountRow {
+            account: Arc::new(AccountRow {
                 id: account.into(),
                 wallet_id: wallet.into(),
                 app_id: app.into(),
@@ -154,8 +155,8 @@ mod tests {
                 path: "m/44'/60'/0'/0/0".into(),
                 idx: 0,
                 created_at: 0,
-            },
-            record: record.to_vec(),
+            }),
+            record: record.into(),
             record_version: version,
         }
     }
@@ -176,14 +177,11 @@ mod tests {
         let cache = RecordCache::new(tempfile::tempfile().unwrap());
         cache.read("alice", &found("app", "acc", "wal", b"r2", 2));
         cache.wrote("app", "wal", b"r3", 3);
-        assert_eq!(cache.get("app", "alice", "acc").unwrap().record, b"r3");
+        assert_eq!(&*cache.get("app", "alice", "acc").unwrap().record, b"r3");
         // A read that started before the write finishes after it.
         cache.read("alice", &found("app", "acc", "wal", b"r2", 2));
         let kept = cache.get("app", "alice", "acc").unwrap();
-        assert_eq!(
-            (kept.record.as_slice(), kept.record_version),
-            (&b"r3"[..], 3)
-        );
+        assert_eq!((&*kept.record, kept.record_version), (&b"r3"[..], 3));
         cache.forget("wal");
         assert_eq!(cache.get("app", "alice", "acc"), None);
         cache.read("alice", &found("app", "acc", "wal", b"r2", 2));

@@ -2,6 +2,7 @@
 //! Unix seconds; ids are strings the caller makes (`app_…`, `usr_…`, ...).
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::StoreError;
 
@@ -105,13 +106,32 @@ impl fmt::Debug for WalletRow {
     }
 }
 
-/// An account with its wallet's record and version: what signing for it needs.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+/// An account with its wallet's record and version: what signing for it needs. Shared,
+/// so a sole server hands out what it keeps in memory without copying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountWithRecord {
-    #[sqlx(flatten)]
-    pub account: AccountRow,
-    pub record: Vec<u8>,
+    pub account: Arc<AccountRow>,
+    pub record: Arc<[u8]>,
     pub record_version: i64,
+}
+
+/// [`AccountWithRecord`] as the query answers it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AccountWithRecordRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    record: Vec<u8>,
+    record_version: i64,
+}
+
+impl From<AccountWithRecordRow> for AccountWithRecord {
+    fn from(row: AccountWithRecordRow) -> Self {
+        Self {
+            account: Arc::new(row.account),
+            record: row.record.into(),
+            record_version: row.record_version,
+        }
+    }
 }
 
 /// An account (address) derived from a wallet, unique per (wallet, network, idx).

@@ -9,8 +9,8 @@ use crate::error::DbResultExt;
 use crate::inline;
 use crate::writer;
 use crate::{
-    AccountRow, AccountWithRecord, Backend, Store, StoreError, WalletRow, with_pool, with_writer,
-    with_writer_tx,
+    AccountRow, AccountWithRecord, AccountWithRecordRow, Backend, Store, StoreError, WalletRow,
+    with_pool, with_writer, with_writer_tx,
 };
 
 /// Binds an [`AccountRow`] to `$1`…`$9` in [`ACCOUNT_COLUMNS`] order.
@@ -332,7 +332,9 @@ impl Store {
             let params = rusqlite::params![app_id, id, user_id];
             reader.one(sql, params, inline::account_with_record)?
         } else {
-            self.fetch_user_account(sql, app_id, user_id, id).await?
+            self.fetch_user_account::<AccountWithRecordRow>(sql, app_id, user_id, id)
+                .await?
+                .into()
         };
         if let Some(records) = &self.records {
             records.read(user_id, &found);

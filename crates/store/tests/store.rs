@@ -233,7 +233,7 @@ async fn a_sole_server_reads_records_from_memory_and_rereads_after_a_lost_swap()
                 .get_user_account_with_record("app_a", &user, &account)
                 .await
                 .unwrap();
-            (found.record, found.record_version)
+            (found.record.to_vec(), found.record_version)
         }
     };
     let first = read(sole.clone()).await;
@@ -1016,8 +1016,8 @@ mod cases {
             .get_user_account_with_record("app_a", &user, &acc)
             .await
             .unwrap();
-        assert_eq!(with_record.account, found);
-        assert_eq!(with_record.record, wallet.record);
+        assert_eq!(*with_record.account, found);
+        assert_eq!(*with_record.record, wallet.record[..]);
         assert_eq!(with_record.record_version, wallet.record_version);
         for (app, owner) in [("app_a", "usr_other"), ("app_b", user_b.as_str())] {
             assert_eq!(

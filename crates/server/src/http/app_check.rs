@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
@@ -20,9 +21,10 @@ use crate::admin::normalize_origin;
 
 pub static APP_KEY: HeaderName = HeaderName::from_static("x-app-key");
 
-/// The app a request was made for, put in the request's extensions by [`check`].
+/// The app a request was made for, put in the request's extensions by [`check`]: the
+/// cached app itself, shared.
 #[derive(Clone, Debug)]
-pub struct CurrentApp(pub App);
+pub struct CurrentApp(pub Arc<App>);
 
 const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 const ALLOW_HEADERS: &str = "content-type, authorization, x-app-key, idempotency-key";
@@ -183,7 +185,7 @@ fn request_origin(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .ok_or_else(forbidden_origin_error)
 }
 
-async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<App, ApiError> {
+async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<Arc<App>, ApiError> {
     let unauthenticated = || {
         ApiError::new(
             ErrorCode::Unauthenticated,
@@ -198,6 +200,7 @@ async fn app_for_request(state: &SharedState, headers: &HeaderMap) -> Result<App
     // Only found keys are kept, so unknown keys cannot fill the cache.
     match state.store.app_for_key(&hash).await {
         Ok(app) => {
+            let app = Arc::new(app);
             state.app_keys.put(hash, app.clone(), now);
             Ok(app)
         }

@@ -80,8 +80,8 @@ pub async fn get_app(
     let providers = state.store.list_app_providers(&app.id).await?;
     let origins = state.store.list_app_origins(&app.id).await?;
     Ok(Json(AppInfo {
-        app_id: app.id,
-        name: app.name,
+        app_id: app.id.clone(),
+        name: app.name.clone(),
         networks: state
             .chains
             .configs()

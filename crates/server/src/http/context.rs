@@ -68,10 +68,13 @@ where
                 id
             }
         };
+        // The id (checked by `usable_id`, or ours) and the method are plain tokens, so
+        // they are written as they are, not through `Debug`'s escaping a character at a
+        // time; the path, the caller's, is escaped.
         let span = tracing::info_span!(
             "request",
-            id = id.to_str().unwrap_or("-"),
-            method = req.method().as_str(),
+            id = %id.to_str().unwrap_or("-"),
+            method = %req.method().as_str(),
             path = req.uri().path(),
         );
         // The matched route, never the raw path: ids stay out of label values.

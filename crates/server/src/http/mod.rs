@@ -39,7 +39,7 @@ pub struct AppState {
     /// One send at a time per (chain, sender), so a refused nonce can be given back.
     pub account_locks: crate::locks::Locks,
     /// Apps by key hash, for [`APP_KEY_CACHE_TTL`]: every request names its app.
-    pub app_keys: crate::cache::TtlCache<String, keystead_store::App>,
+    pub app_keys: crate::cache::TtlCache<String, Arc<keystead_store::App>>,
     /// Where browsers reach this server (`Config::public_base_url`), and its origin.
     pub public_url: String,
     pub public_origin: String,
