@@ -1,5 +1,10 @@
 //! The background half of sending: broadcasts what is left in the outbox (after a crash,
-//! or while a node was unreachable) and records receipts of pending transactions.
+//! or while a node was unreachable), records receipts of pending transactions, and
+//! sends again a pending transaction the node no longer knows: a node may lose what it
+//! accepted (a mempool eviction, a restart), and every later nonce of its sender would
+//! wait behind it for good. Sending the same signed bytes again is harmless (same hash,
+//! same nonce; `send_raw` takes "already known" and an already-mined transaction as
+//! success).
 
 use std::time::Duration;
 
@@ -15,13 +20,19 @@ const BATCH: u32 = 200;
 /// An outbox entry younger than this is probably still being sent by its request.
 const OUTBOX_GRACE_SECS: i64 = 2;
 
+/// A pending transaction without a receipt is looked up on the node after this many
+/// passes since its broadcast or last look (30 s at the default one-second interval).
+const RECHECK_AFTER_PASSES: u128 = 30;
+
 /// Runs passes every `interval` until `shutdown` turns true. The first pass runs at once,
 /// so a restarted server replays its outbox before anything else is sent.
 pub async fn run(state: SharedState, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let recheck_after = i64::try_from((interval.as_millis() * RECHECK_AFTER_PASSES / 1000).max(1))
+        .unwrap_or(i64::MAX);
     loop {
         let now = crate::auth::now_secs();
         replay_outbox(&state, now).await;
-        track_receipts(&state, now).await;
+        track_receipts(&state, now, recheck_after).await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
@@ -68,7 +79,9 @@ pub async fn replay_outbox(state: &AppState, now: i64) {
     }
 }
 
-async fn track_receipts(state: &AppState, now: i64) {
+/// Records the receipts of pending transactions, and looks again at those without one
+/// `recheck_after` seconds or more after their broadcast or last look.
+async fn track_receipts(state: &AppState, now: i64, recheck_after: i64) {
     let pending = match state.store.pending(BATCH).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -77,7 +90,37 @@ async fn track_receipts(state: &AppState, now: i64) {
         }
     };
     for tx in pending {
-        check_receipt(state, &tx, now).await;
+        if !check_receipt(state, &tx, now).await && tx.updated_at <= now - recheck_after {
+            resend_if_lost(state, &tx, now).await;
+        }
+    }
+}
+
+/// Sends a pending transaction again if the node no longer knows it. One it still holds
+/// waits: a low fee can keep a transaction in a real mempool for minutes. A refusal
+/// leaves it pending too (its receipt may still come); either way the next look waits
+/// for `recheck_after` again.
+async fn resend_if_lost(state: &AppState, tx: &TxRow, now: i64) {
+    let (Some(client), Ok(hash)) = (state.chains.get(&tx.network), tx.hash.parse::<B256>()) else {
+        return;
+    };
+    match client.transaction_known(hash).await {
+        Ok(true) => {}
+        Ok(false) => match client.send_raw(&tx.raw).await {
+            Ok(_) => {
+                tracing::warn!(tx = %tx.id, nonce = tx.nonce, "the node lost a pending transaction; sent again")
+            }
+            Err(e) => {
+                tracing::warn!(tx = %tx.id, nonce = tx.nonce, error = %e, "the node lost a pending transaction; sending it again failed")
+            }
+        },
+        Err(e) => {
+            tracing::debug!(tx = %tx.id, error = %e, "looking up a pending transaction");
+            return;
+        }
+    }
+    if let Err(e) = state.store.mark_rebroadcast(&tx.id, now).await {
+        tracing::warn!(tx = %tx.id, error = %e, "recording a pending transaction's check");
     }
 }
 

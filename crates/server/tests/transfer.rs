@@ -379,6 +379,50 @@ async fn outbox_is_replayed_after_a_crash_between_signing_and_broadcast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_transaction_the_node_lost_is_sent_again() {
+    let env = Env::start(Db::Sqlite).await;
+    let (mut gina, wallet) = funded_user(&env, "gina", ETH).await;
+    let recipient_before = env.balance(RECIPIENT);
+    // The node takes the transaction into its pool, then loses it (as a mempool eviction
+    // or a restart would) before mining anything.
+    env.anvil.rpc("evm_setAutomine", json!([false])).unwrap();
+    let (status, sent) = gina.send(&wallet.account_id, RECIPIENT, 777, PIN).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let hash = sent["hash"].as_str().unwrap();
+    assert!(
+        !env.anvil
+            .rpc("eth_getTransactionByHash", json!([hash]))
+            .unwrap()
+            .is_null(),
+        "in the node's pool"
+    );
+    env.anvil
+        .rpc("anvil_dropTransaction", json!([hash]))
+        .unwrap();
+    assert!(
+        env.anvil
+            .rpc("eth_getTransactionByHash", json!([hash]))
+            .unwrap()
+            .is_null(),
+        "lost by the node"
+    );
+    env.anvil.rpc("evm_setAutomine", json!([true])).unwrap();
+    // Nothing else is sent: only the tracker's second broadcast can get it mined (about
+    // six seconds on, at the tests' 200-ms passes).
+    let tx = gina.wait_final(sent["id"].as_str().unwrap()).await;
+    assert_eq!(tx["status"], "confirmed", "{tx}\n{}", env.server.log());
+    assert_eq!(env.nonce(&wallet.address), 1, "mined once");
+    assert_eq!(env.balance(RECIPIENT), recipient_before + U256::from(777));
+    assert!(
+        env.server
+            .log()
+            .contains("the node lost a pending transaction; sent again"),
+        "{}",
+        env.server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enclave_killed_gives_enclave_unavailable_then_recovers() {
     let env = Env::start(Db::Sqlite).await;
     let (mut frank, wallet) = funded_user(&env, "frank", 0).await;

@@ -190,6 +190,16 @@ impl Store {
         self.changed_or_exists(id, n).await
     }
 
+    /// Records that the tracker looked at a pending transaction still without a receipt at
+    /// `now` (and sent it again if the node had lost it), so the next look waits. A
+    /// transaction no longer pending is left as it is; `NotFound` if there is none.
+    pub async fn mark_rebroadcast(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE transactions SET updated_at = $2 \
+             WHERE id = $1 AND status = 'pending'";
+        let n = execute_write!(self, SQL, (id, now), [id, now])?;
+        self.changed_or_exists(id, n).await
+    }
+
     /// Records a transaction's receipt: `confirmed` (receipt status 1, `succeeded`) or
     /// `failed` (status 0), mined in `block_number`. Applies to `signed` and `pending`
     /// transactions (a receipt can arrive for one whose broadcast was never recorded); a
