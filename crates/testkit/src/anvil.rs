@@ -68,6 +68,9 @@ pub struct AnvilOptions {
     pub chain_id: Option<u64>,
     /// `--block-time` in seconds (interval mining); automine when `None`.
     pub block_time: Option<u64>,
+    /// `--mixed-mining` (with `block_time`): automine, and a block every `block_time`
+    /// seconds besides, which also mines what automine missed.
+    pub mixed_mining: bool,
 }
 
 /// A running anvil, killed on drop.
@@ -106,6 +109,9 @@ impl Anvil {
         }
         if let Some(seconds) = options.block_time {
             command.args(["--block-time", &seconds.to_string()]);
+        }
+        if options.mixed_mining {
+            command.arg("--mixed-mining");
         }
         let mut child = command
             .spawn()
