@@ -119,7 +119,7 @@ async fn resend_if_lost(state: &AppState, tx: &TxRow, now: i64) {
             return;
         }
     }
-    if let Err(e) = state.store.mark_rebroadcast(&tx.id, now).await {
+    if let Err(e) = state.store.mark_pending_checked(&tx.id, now).await {
         tracing::warn!(tx = %tx.id, error = %e, "recording a pending transaction's check");
     }
 }

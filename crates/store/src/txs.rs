@@ -193,7 +193,7 @@ impl Store {
     /// Records that the tracker looked at a pending transaction still without a receipt at
     /// `now` (and sent it again if the node had lost it), so the next look waits. A
     /// transaction no longer pending is left as it is; `NotFound` if there is none.
-    pub async fn mark_rebroadcast(&self, id: &str, now: i64) -> Result<(), StoreError> {
+    pub async fn mark_pending_checked(&self, id: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE transactions SET updated_at = $2 \
              WHERE id = $1 AND status = 'pending'";
         let n = execute_write!(self, SQL, (id, now), [id, now])?;

@@ -1551,8 +1551,8 @@ mod cases {
         assert_eq!((a.status, a.updated_at), (TxStatus::Pending, T0 + 100));
         // A pending transaction sent again is still pending, broadcast later; one still in
         // the outbox is not touched.
-        store.mark_rebroadcast("tx_a", T0 + 150).await.unwrap();
-        store.mark_rebroadcast("tx_c", T0 + 150).await.unwrap();
+        store.mark_pending_checked("tx_a", T0 + 150).await.unwrap();
+        store.mark_pending_checked("tx_c", T0 + 150).await.unwrap();
         let a = store.get_tx("app_a", "tx_a").await.unwrap();
         assert_eq!((a.status, a.updated_at), (TxStatus::Pending, T0 + 150));
         let c = store.get_tx("app_a", "tx_c").await.unwrap();
@@ -1600,7 +1600,7 @@ mod cases {
         // Final states stay final.
         store.mark_failed("tx_a", "late", T0 + 400).await.unwrap();
         store.mark_broadcast("tx_a", T0 + 400).await.unwrap();
-        store.mark_rebroadcast("tx_a", T0 + 400).await.unwrap();
+        store.mark_pending_checked("tx_a", T0 + 400).await.unwrap();
         store
             .mark_confirmed("tx_b", 99, true, T0 + 400)
             .await
@@ -1610,7 +1610,7 @@ mod cases {
 
         for result in [
             store.mark_broadcast("tx_zz", T0).await,
-            store.mark_rebroadcast("tx_zz", T0).await,
+            store.mark_pending_checked("tx_zz", T0).await,
             store.mark_confirmed("tx_zz", 1, true, T0).await,
             store.mark_failed("tx_zz", "x", T0).await,
         ] {
