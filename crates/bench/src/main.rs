@@ -118,7 +118,7 @@ impl Plan {
             quick,
             cores,
             crypto_per_thread: if quick { 500 } else { 3000 },
-            users: if quick { 400 } else { 2500 },
+            users: if quick { 400 } else { 8000 },
             login_concurrency: 16,
             create_concurrency: 16,
             sign_levels: vec![1, 16, 64],
