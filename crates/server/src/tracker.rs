@@ -4,7 +4,8 @@
 //! accepted (a mempool eviction, a restart), and every later nonce of its sender would
 //! wait behind it for good. Sending the same signed bytes again is harmless (same hash,
 //! same nonce; `send_raw` takes "already known" and an already-mined transaction as
-//! success).
+//! success). One whose nonce another transaction of the account spent can never be
+//! mined: it is marked failed rather than left pending for good.
 
 use std::time::Duration;
 
@@ -98,8 +99,9 @@ async fn track_receipts(state: &AppState, now: i64, recheck_after: i64) {
 
 /// Sends a pending transaction again if the node no longer knows it. One it still holds
 /// waits: a low fee can keep a transaction in a real mempool for minutes. A refusal
-/// leaves it pending too (its receipt may still come); either way the next look waits
-/// for `recheck_after` again.
+/// leaves it pending too (its receipt may still come; funds may arrive), except when
+/// its nonce is spent by another transaction: then it can never be mined and is marked
+/// failed. Otherwise the next look waits for `recheck_after` again.
 async fn resend_if_lost(state: &AppState, tx: &TxRow, now: i64) {
     let (Some(client), Ok(hash)) = (state.chains.get(&tx.network), tx.hash.parse::<B256>()) else {
         return;
@@ -109,6 +111,13 @@ async fn resend_if_lost(state: &AppState, tx: &TxRow, now: i64) {
         Ok(false) => match client.send_raw(&tx.raw).await {
             Ok(_) => {
                 tracing::warn!(tx = %tx.id, nonce = tx.nonce, "the node lost a pending transaction; sent again")
+            }
+            // `send_raw` has looked the transaction up after the refusal and the node
+            // does not know it: another transaction of this account (signed elsewhere
+            // with an exported key) took the nonce.
+            Err(ChainError::NonceTooLow) => {
+                fail_replaced(state, tx, now).await;
+                return;
             }
             Err(e) => {
                 tracing::warn!(tx = %tx.id, nonce = tx.nonce, error = %e, "the node lost a pending transaction; sending it again failed")
@@ -121,6 +130,23 @@ async fn resend_if_lost(state: &AppState, tx: &TxRow, now: i64) {
     }
     if let Err(e) = state.store.mark_pending_checked(&tx.id, now).await {
         tracing::warn!(tx = %tx.id, error = %e, "recording a pending transaction's check");
+    }
+}
+
+/// Marks failed a pending transaction whose nonce another transaction spent, after a last
+/// look for its own receipt: a transfer shown failed that was in fact mined would invite
+/// the user to pay twice.
+async fn fail_replaced(state: &AppState, tx: &TxRow, now: i64) {
+    if check_receipt(state, tx, now).await {
+        return;
+    }
+    let error = format!(
+        "replaced: another transaction from this account used nonce {} first; this one was never mined",
+        tx.nonce
+    );
+    tracing::warn!(tx = %tx.id, nonce = tx.nonce, "another transaction used a pending transaction's nonce; marked failed");
+    if let Err(e) = state.store.mark_failed(&tx.id, &error, now).await {
+        tracing::warn!(tx = %tx.id, error = %e, "recording a replaced transaction");
     }
 }
 

@@ -423,6 +423,51 @@ async fn a_pending_transaction_the_node_lost_is_sent_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_transaction_whose_nonce_another_transaction_spent_fails() {
+    let env = Env::start(Db::Sqlite).await;
+    let (mut hugo, wallet) = funded_user(&env, "hugo", ETH).await;
+    let recipient_before = env.balance(RECIPIENT);
+    env.anvil.rpc("evm_setAutomine", json!([false])).unwrap();
+    let (status, sent) = hugo.send(&wallet.account_id, RECIPIENT, 777, PIN).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let hash = sent["hash"].as_str().unwrap();
+    env.anvil
+        .rpc("anvil_dropTransaction", json!([hash]))
+        .unwrap();
+    // The same account spends nonce 0 on another transaction, as a wallet holding the
+    // exported key elsewhere would; anvil signs it for the impersonated address.
+    env.anvil
+        .rpc("anvil_impersonateAccount", json!([wallet.address]))
+        .unwrap();
+    let other = env
+        .anvil
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": wallet.address, "to": RECIPIENT, "value": "0x1", "nonce": "0x0", "gas": "0x5208"}]),
+        )
+        .unwrap();
+    env.anvil.rpc("evm_mine", json!([])).unwrap();
+    env.anvil.rpc("evm_setAutomine", json!([true])).unwrap();
+    assert_eq!(env.nonce(&wallet.address), 1, "nonce 0 spent by the other");
+    assert_ne!(other.as_str(), Some(hash));
+
+    let tx = hugo.wait_final(sent["id"].as_str().unwrap()).await;
+    assert_eq!(tx["status"], "failed", "{tx}\n{}", env.server.log());
+    assert!(
+        tx["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("another transaction from this account used nonce 0")),
+        "{tx}"
+    );
+    assert_eq!(env.nonce(&wallet.address), 1, "nothing else mined");
+    assert_eq!(
+        env.balance(RECIPIENT),
+        recipient_before + U256::from(1),
+        "only the other transaction's value arrived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enclave_killed_gives_enclave_unavailable_then_recovers() {
     let env = Env::start(Db::Sqlite).await;
     let (mut frank, wallet) = funded_user(&env, "frank", 0).await;
