@@ -378,34 +378,34 @@ async fn outbox_is_replayed_after_a_crash_between_signing_and_broadcast() {
     );
 }
 
+/// Sends 777 wei with automine off, so the node takes the transaction into its pool, then
+/// makes the node lose it (as a mempool eviction or a restart would) before mining
+/// anything. Automine stays off; the send's answer is returned.
+async fn send_777_then_lose_it(env: &Env, user: &mut User, wallet: &Wallet) -> Value {
+    env.anvil.rpc("evm_setAutomine", json!([false])).unwrap();
+    let (status, sent) = user.send(&wallet.account_id, RECIPIENT, 777, PIN).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let hash = sent["hash"].as_str().unwrap();
+    let known = |env: &Env| {
+        !env.anvil
+            .rpc("eth_getTransactionByHash", json!([hash]))
+            .unwrap()
+            .is_null()
+    };
+    assert!(known(env), "in the node's pool");
+    env.anvil
+        .rpc("anvil_dropTransaction", json!([hash]))
+        .unwrap();
+    assert!(!known(env), "lost by the node");
+    sent
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_transaction_the_node_lost_is_sent_again() {
     let env = Env::start(Db::Sqlite).await;
     let (mut gina, wallet) = funded_user(&env, "gina", ETH).await;
     let recipient_before = env.balance(RECIPIENT);
-    // The node takes the transaction into its pool, then loses it (as a mempool eviction
-    // or a restart would) before mining anything.
-    env.anvil.rpc("evm_setAutomine", json!([false])).unwrap();
-    let (status, sent) = gina.send(&wallet.account_id, RECIPIENT, 777, PIN).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
-    let hash = sent["hash"].as_str().unwrap();
-    assert!(
-        !env.anvil
-            .rpc("eth_getTransactionByHash", json!([hash]))
-            .unwrap()
-            .is_null(),
-        "in the node's pool"
-    );
-    env.anvil
-        .rpc("anvil_dropTransaction", json!([hash]))
-        .unwrap();
-    assert!(
-        env.anvil
-            .rpc("eth_getTransactionByHash", json!([hash]))
-            .unwrap()
-            .is_null(),
-        "lost by the node"
-    );
+    let sent = send_777_then_lose_it(&env, &mut gina, &wallet).await;
     env.anvil.rpc("evm_setAutomine", json!([true])).unwrap();
     // Nothing else is sent: only the tracker's second broadcast can get it mined (about
     // six seconds on, at the tests' 200-ms passes).
@@ -427,13 +427,8 @@ async fn a_lost_transaction_whose_nonce_another_transaction_spent_fails() {
     let env = Env::start(Db::Sqlite).await;
     let (mut hugo, wallet) = funded_user(&env, "hugo", ETH).await;
     let recipient_before = env.balance(RECIPIENT);
-    env.anvil.rpc("evm_setAutomine", json!([false])).unwrap();
-    let (status, sent) = hugo.send(&wallet.account_id, RECIPIENT, 777, PIN).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let sent = send_777_then_lose_it(&env, &mut hugo, &wallet).await;
     let hash = sent["hash"].as_str().unwrap();
-    env.anvil
-        .rpc("anvil_dropTransaction", json!([hash]))
-        .unwrap();
     // The same account spends nonce 0 on another transaction, as a wallet holding the
     // exported key elsewhere would; anvil signs it for the impersonated address.
     env.anvil
