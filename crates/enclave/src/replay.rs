@@ -22,6 +22,12 @@ pub enum ReplayError {
 /// The set is split so that growing it rehashes one shard at a time: a single set of 1.8
 /// million entries took 108 ms to grow here, every signature waiting on the lock meanwhile.
 const SHARDS: usize = 64;
+/// A shard holding less than a quarter of its room gives the rest back (keeping twice
+/// what it holds, and at least `MIN_SHARD_ROOM`): after a burst of signing the memory is
+/// returned as its envelopes expire, instead of staying at the peak (locked in RAM, as
+/// the enclave's pages are) for the life of the process.
+const SHRINK_BELOW: usize = 4;
+const MIN_SHARD_ROOM: usize = 256;
 
 pub struct ReplayGuard {
     capacity: usize,
@@ -53,6 +59,7 @@ impl ReplayGuard {
 
     /// Records `nonce` as used until `expires_at`; refuses one seen before.
     pub fn use_once(&mut self, nonce: &[u8], expires_at: u64, now: u64) -> Result<(), ReplayError> {
+        let mut forgot = false;
         while let Some(first) = self.by_expiry.first_entry() {
             if *first.key() >= now {
                 break;
@@ -60,6 +67,10 @@ impl ReplayGuard {
             for old in first.remove() {
                 self.shard(old).remove(&old);
             }
+            forgot = true;
+        }
+        if forgot {
+            self.shrink_sparse_shards();
         }
         let entry = entry(nonce);
         if self.shard(entry).contains(&entry) {
@@ -75,6 +86,16 @@ impl ReplayGuard {
 
     fn len(&self) -> usize {
         self.seen.iter().map(HashSet::len).sum()
+    }
+
+    /// At most once a second (expiries are whole seconds), so a shrinking shard's rehash
+    /// is paid for by the entries that left it.
+    fn shrink_sparse_shards(&mut self) {
+        for shard in &mut self.seen {
+            if shard.capacity() > MIN_SHARD_ROOM && shard.len() * SHRINK_BELOW < shard.capacity() {
+                shard.shrink_to((shard.len() * 2).max(MIN_SHARD_ROOM));
+            }
+        }
     }
 }
 
@@ -126,6 +147,30 @@ mod tests {
                 Err(ReplayError::Replayed)
             );
         }
+    }
+
+    #[test]
+    fn memory_is_given_back_as_a_burst_expires() {
+        let room = |g: &ReplayGuard| g.seen.iter().map(HashSet::capacity).sum::<usize>();
+        let mut g = ReplayGuard::new(1_000_000);
+        for i in 0..200_000u64 {
+            g.use_once(&i.to_be_bytes(), 1_000 + i % 2, 500).unwrap();
+        }
+        let at_peak = room(&g);
+        assert!(at_peak >= 200_000);
+        // Half the burst expires (second 1,000): the shards keep room for what is left.
+        g.use_once(b"after", 2_000, 1_001).unwrap();
+        assert_eq!(g.len(), 100_001);
+        assert!(room(&g) >= 100_001);
+        // All of it: the shards shrink to a small fraction of the peak, and what is
+        // still remembered is still refused.
+        g.use_once(b"later", 2_000, 1_002).unwrap();
+        assert_eq!(g.len(), 2);
+        assert!(room(&g) * 4 < at_peak, "{} of {at_peak} kept", room(&g));
+        assert_eq!(
+            g.use_once(b"after", 2_000, 1_003),
+            Err(ReplayError::Replayed)
+        );
     }
 
     #[test]
