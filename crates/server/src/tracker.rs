@@ -5,7 +5,8 @@
 //! wait behind it for good. Sending the same signed bytes again is harmless (same hash,
 //! same nonce; `send_raw` takes "already known" and an already-mined transaction as
 //! success). One whose nonce another transaction of the account spent can never be
-//! mined: it is marked failed rather than left pending for good.
+//! mined, and one its sender can no longer pay for holds nothing else back once it is
+//! the sender's last: each is marked failed rather than left pending for good.
 
 use std::time::Duration;
 
@@ -100,8 +101,9 @@ async fn track_receipts(state: &AppState, now: i64, recheck_after: i64) {
 /// Sends a pending transaction again if the node no longer knows it. One it still holds
 /// waits: a low fee can keep a transaction in a real mempool for minutes. A refusal
 /// leaves it pending too (its receipt may still come; funds may arrive), except when
-/// its nonce is spent by another transaction: then it can never be mined and is marked
-/// failed. Otherwise the next look waits for `recheck_after` again.
+/// its nonce is spent by another transaction (it can never be mined: failed), or when the
+/// sender cannot pay for it and its nonce is the sender's last (failed, the nonce given
+/// back). Otherwise the next look waits for `recheck_after` again.
 async fn resend_if_lost(state: &AppState, tx: &TxRow, now: i64) {
     let (Some(client), Ok(hash)) = (state.chains.get(&tx.network), tx.hash.parse::<B256>()) else {
         return;
@@ -117,6 +119,9 @@ async fn resend_if_lost(state: &AppState, tx: &TxRow, now: i64) {
             // with an exported key) took the nonce.
             Err(ChainError::NonceTooLow) => {
                 fail_replaced(state, tx, now).await;
+                return;
+            }
+            Err(ChainError::InsufficientFunds) if fail_unfunded_if_last(state, tx, now).await => {
                 return;
             }
             Err(e) => {
@@ -148,6 +153,50 @@ async fn fail_replaced(state: &AppState, tx: &TxRow, now: i64) {
     if let Err(e) = state.store.mark_failed(&tx.id, &error, now).await {
         tracing::warn!(tx = %tx.id, error = %e, "recording a replaced transaction");
     }
+}
+
+/// Fails a lost transaction the node now refuses for want of funds, and gives its nonce
+/// back, if that nonce is still its sender's last: as a refusal at the first broadcast
+/// does, so the next send takes the nonce and leaves no gap. One with later nonces behind
+/// it stays pending (they wait on it, and it is sent again at each look, to be mined once
+/// funds arrive); once they have failed, it is the last. Under the sender's locks, as a
+/// send reserves its nonce. Whether it was failed.
+async fn fail_unfunded_if_last(state: &AppState, tx: &TxRow, now: i64) -> bool {
+    let sender = tx.from_address.to_ascii_lowercase();
+    let _guard = state.account_locks.lock((tx.chain_id, &sender)).await;
+    let sender_lock = match state.store.lock_sender(tx.chain_id, &sender).await {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::warn!(tx = %tx.id, error = %e, "locking a sender to fail a refused transaction");
+            return false;
+        }
+    };
+    // The nonce first: if the failure cannot be recorded, the transaction stays pending
+    // and, once the nonce is spent by the next send, is failed as replaced.
+    let failed = match state
+        .store
+        .release_nonce(tx.chain_id, &sender, tx.nonce)
+        .await
+    {
+        Ok(true) => {
+            let error = format!(
+                "lost by the node and refused when sent again: {}",
+                ChainError::InsufficientFunds
+            );
+            tracing::warn!(tx = %tx.id, nonce = tx.nonce, "a lost transaction cannot be paid for; marked failed, its nonce given back");
+            if let Err(e) = state.store.mark_failed(&tx.id, &error, now).await {
+                tracing::warn!(tx = %tx.id, error = %e, "recording a refused transaction");
+            }
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(tx = %tx.id, error = %e, "giving back a refused transaction's nonce");
+            false
+        }
+    };
+    sender_lock.release().await;
+    failed
 }
 
 /// Looks up a pending transaction's receipt and records it; whether it was recorded.

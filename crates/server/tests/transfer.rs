@@ -378,26 +378,29 @@ async fn outbox_is_replayed_after_a_crash_between_signing_and_broadcast() {
     );
 }
 
-/// Sends 777 wei with automine off, so the node takes the transaction into its pool, then
-/// makes the node lose it (as a mempool eviction or a restart would) before mining
-/// anything. Automine stays off; the send's answer is returned.
-async fn send_777_then_lose_it(env: &Env, user: &mut User, wallet: &Wallet) -> Value {
+/// Sends 777 wei with automine off, so the node keeps the transaction in its pool
+/// unmined; automine stays off. The send's answer.
+async fn send_777_unmined(env: &Env, user: &mut User, wallet: &Wallet) -> Value {
     env.anvil.rpc("evm_setAutomine", json!([false])).unwrap();
     let (status, sent) = user.send(&wallet.account_id, RECIPIENT, 777, PIN).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    sent
+}
+
+/// Makes the node lose a pooled transaction, as a mempool eviction or a restart would.
+fn lose(env: &Env, sent: &Value) {
     let hash = sent["hash"].as_str().unwrap();
-    let known = |env: &Env| {
+    let known = || {
         !env.anvil
             .rpc("eth_getTransactionByHash", json!([hash]))
             .unwrap()
             .is_null()
     };
-    assert!(known(env), "in the node's pool");
+    assert!(known(), "in the node's pool");
     env.anvil
         .rpc("anvil_dropTransaction", json!([hash]))
         .unwrap();
-    assert!(!known(env), "lost by the node");
-    sent
+    assert!(!known(), "lost by the node");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,7 +408,8 @@ async fn a_pending_transaction_the_node_lost_is_sent_again() {
     let env = Env::start(Db::Sqlite).await;
     let (mut gina, wallet) = funded_user(&env, "gina", ETH).await;
     let recipient_before = env.balance(RECIPIENT);
-    let sent = send_777_then_lose_it(&env, &mut gina, &wallet).await;
+    let sent = send_777_unmined(&env, &mut gina, &wallet).await;
+    lose(&env, &sent);
     env.anvil.rpc("evm_setAutomine", json!([true])).unwrap();
     // Nothing else is sent: only the tracker's second broadcast can get it mined (about
     // six seconds on, at the tests' 200-ms passes).
@@ -427,7 +431,8 @@ async fn a_lost_transaction_whose_nonce_another_transaction_spent_fails() {
     let env = Env::start(Db::Sqlite).await;
     let (mut hugo, wallet) = funded_user(&env, "hugo", ETH).await;
     let recipient_before = env.balance(RECIPIENT);
-    let sent = send_777_then_lose_it(&env, &mut hugo, &wallet).await;
+    let sent = send_777_unmined(&env, &mut hugo, &wallet).await;
+    lose(&env, &sent);
     let hash = sent["hash"].as_str().unwrap();
     // The same account spends nonce 0 on another transaction, as a wallet holding the
     // exported key elsewhere would; anvil signs it for the impersonated address.
@@ -460,6 +465,49 @@ async fn a_lost_transaction_whose_nonce_another_transaction_spent_fails() {
         recipient_before + U256::from(1),
         "only the other transaction's value arrived"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_transactions_the_sender_can_no_longer_pay_for_fail_and_give_their_nonces_back() {
+    let env = Env::start(Db::Sqlite).await;
+    let (mut ivy, wallet) = funded_user(&env, "ivy", ETH).await;
+    let recipient_before = env.balance(RECIPIENT);
+    let first = send_777_unmined(&env, &mut ivy, &wallet).await;
+    let second = send_777_unmined(&env, &mut ivy, &wallet).await;
+    lose(&env, &second);
+    lose(&env, &first);
+    env.anvil
+        .rpc("anvil_setBalance", json!([wallet.address, "0x0"]))
+        .unwrap();
+    env.anvil.rpc("evm_setAutomine", json!([true])).unwrap();
+
+    // Nonce 1 is the last handed out: failed first, its nonce given back; then nonce 0,
+    // the last in its turn (it stayed pending while nonce 1 waited behind it).
+    for sent in [&second, &first] {
+        let tx = ivy.wait_final(sent["id"].as_str().unwrap()).await;
+        assert_eq!(tx["status"], "failed", "{tx}\n{}", env.server.log());
+        assert!(
+            tx["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("insufficient funds")),
+            "{tx}"
+        );
+    }
+    assert_eq!(env.nonce(&wallet.address), 0, "nothing mined");
+
+    // Funded again, the next send takes nonce 0: no gap was left.
+    env.anvil
+        .rpc(
+            "anvil_setBalance",
+            json!([wallet.address, format!("{ETH:#x}")]),
+        )
+        .unwrap();
+    let (status, sent) = ivy.send(&wallet.account_id, RECIPIENT, 555, PIN).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let tx = ivy.wait_final(sent["id"].as_str().unwrap()).await;
+    assert_eq!(tx["status"], "confirmed", "{tx}");
+    assert_eq!(env.nonce(&wallet.address), 1);
+    assert_eq!(env.balance(RECIPIENT), recipient_before + U256::from(555));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
