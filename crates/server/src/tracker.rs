@@ -150,9 +150,7 @@ async fn fail_replaced(state: &AppState, tx: &TxRow, now: i64) {
         tx.nonce
     );
     tracing::warn!(tx = %tx.id, nonce = tx.nonce, "another transaction used a pending transaction's nonce; marked failed");
-    if let Err(e) = state.store.mark_failed(&tx.id, &error, now).await {
-        tracing::warn!(tx = %tx.id, error = %e, "recording a replaced transaction");
-    }
+    record_failure(state, tx, &error, now).await;
 }
 
 /// Fails a lost transaction the node now refuses for want of funds, and gives its nonce
@@ -163,9 +161,8 @@ async fn fail_replaced(state: &AppState, tx: &TxRow, now: i64) {
 /// send reserves its nonce. Whether it was failed.
 async fn fail_unfunded_if_last(state: &AppState, tx: &TxRow, now: i64) -> bool {
     let sender = tx.from_address.to_ascii_lowercase();
-    let _guard = state.account_locks.lock((tx.chain_id, &sender)).await;
-    let sender_lock = match state.store.lock_sender(tx.chain_id, &sender).await {
-        Ok(lock) => lock,
+    let locks = match crate::transfer::lock_sending_account(state, tx.chain_id, &sender).await {
+        Ok(locks) => locks,
         Err(e) => {
             tracing::warn!(tx = %tx.id, error = %e, "locking a sender to fail a refused transaction");
             return false;
@@ -184,9 +181,7 @@ async fn fail_unfunded_if_last(state: &AppState, tx: &TxRow, now: i64) -> bool {
                 ChainError::InsufficientFunds
             );
             tracing::warn!(tx = %tx.id, nonce = tx.nonce, "a lost transaction cannot be paid for; marked failed, its nonce given back");
-            if let Err(e) = state.store.mark_failed(&tx.id, &error, now).await {
-                tracing::warn!(tx = %tx.id, error = %e, "recording a refused transaction");
-            }
+            record_failure(state, tx, &error, now).await;
             true
         }
         Ok(false) => false,
@@ -195,8 +190,14 @@ async fn fail_unfunded_if_last(state: &AppState, tx: &TxRow, now: i64) -> bool {
             false
         }
     };
-    sender_lock.release().await;
+    locks.release().await;
     failed
+}
+
+async fn record_failure(state: &AppState, tx: &TxRow, error: &str, now: i64) {
+    if let Err(e) = state.store.mark_failed(&tx.id, error, now).await {
+        tracing::warn!(tx = %tx.id, error = %e, "recording a transaction's failure");
+    }
 }
 
 /// Looks up a pending transaction's receipt and records it; whether it was recorded.

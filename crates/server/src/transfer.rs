@@ -24,7 +24,7 @@ use keystead_chains::{ChainError, EvmClient};
 use keystead_enclave_proto::{SignPayload, Signed, UnsignedTx};
 use keystead_envelope::{Operation, Sealed, TxIntent};
 use keystead_identity::{id_prefix, new_id};
-use keystead_store::{AccountRow, InsertTx, TxRow, TxStatus};
+use keystead_store::{AccountRow, InsertTx, SenderLock, StoreError, TxRow, TxStatus};
 use keystead_types::ErrorCode;
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -308,9 +308,7 @@ pub async fn send<R: CryptoRng + ?Sized>(
     // Every field is checked before a nonce is taken.
     unsigned(intent, 0)?;
 
-    let _guard = state.account_locks.lock((chain_id, &sender)).await;
-    // The same account on every other server sharing the database (PostgreSQL).
-    let sender_lock = state.store.lock_sender(chain_id, &sender).await?;
+    let locks = lock_sending_account(state, chain_id, &sender).await?;
     let sent = async {
         // A concurrent retry with the same key may have finished while this one waited.
         if let Some(key) = idempotency_key
@@ -404,8 +402,37 @@ pub async fn send<R: CryptoRng + ?Sized>(
         Ok(row)
     }
     .await;
-    sender_lock.release().await;
+    locks.release().await;
     sent
+}
+
+/// Both locks of one sending account, held by whatever hands out or gives back its
+/// nonces: this server's, then every server's sharing the database (PostgreSQL). A nonce
+/// is only given back while nothing after it was handed out, which these make certain.
+pub(crate) struct SendingLocks<'a> {
+    _here: tokio::sync::MutexGuard<'a, ()>,
+    everywhere: SenderLock,
+}
+
+impl SendingLocks<'_> {
+    pub(crate) async fn release(self) {
+        self.everywhere.release().await;
+    }
+}
+
+/// Waits for and takes [`SendingLocks`] for `sender` (lowercase hex, as
+/// `Store::reserve_nonce` takes it) on `chain_id`.
+pub(crate) async fn lock_sending_account<'a>(
+    state: &'a AppState,
+    chain_id: u64,
+    sender: &str,
+) -> Result<SendingLocks<'a>, StoreError> {
+    let here = state.account_locks.lock((chain_id, sender)).await;
+    let everywhere = state.store.lock_sender(chain_id, sender).await?;
+    Ok(SendingLocks {
+        _here: here,
+        everywhere,
+    })
 }
 
 /// One of the caller's transactions; a pending one's receipt is looked up on the way.
